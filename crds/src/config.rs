@@ -1,0 +1,643 @@
+//! The sidecar's config: the one contract between the operator and the sidecar.
+//!
+//! Pure. The operator renders a [`SidecarConfig`] from a resource ([`SidecarConfig::render`],
+//! every default resolved) into a ConfigMap; the sidecar parses it ([`SidecarConfig::parse`]).
+//! Secret values are never part of it: SASL credentials arrive as the environment variables
+//! [`SASL_USERNAME_ENV`] / [`SASL_PASSWORD_ENV`], TLS material as files under [`TLS_MOUNT_DIR`].
+//!
+//! [`SidecarConfig::parse`] reports *every* problem it finds, not just the first: each section
+//! is deserialized on its own, then the whole is checked ([`SidecarConfig::problems`]).
+
+use std::{collections::BTreeMap, fmt, net::SocketAddr, str::FromStr};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de::DeserializeOwned};
+
+use crate::{
+    Duration, is_owned_client_config_key,
+    v1alpha1::{
+        Guarantee, HttpMethod, InitialOffset, KafkaConsumerProxy, LogLevel, OnExhausted, Ordering,
+        SaslMechanism,
+    },
+};
+
+pub use crate::v1alpha1::BodyAck;
+
+/// Environment variable carrying the SASL username (from a Secret via `secretKeyRef`).
+pub const SASL_USERNAME_ENV: &str = "KCP_SASL_USERNAME";
+/// Environment variable carrying the SASL password (from a Secret via `secretKeyRef`).
+pub const SASL_PASSWORD_ENV: &str = "KCP_SASL_PASSWORD";
+/// Where TLS material from the referenced Secret is mounted in the sidecar container.
+pub const TLS_MOUNT_DIR: &str = "/etc/kcp/tls";
+/// Where the rendered config is mounted in the sidecar container.
+pub const CONFIG_MOUNT_DIR: &str = "/etc/kcp/config";
+/// File name of the rendered config inside the ConfigMap and the mount.
+pub const CONFIG_FILE_NAME: &str = "config.json";
+/// Environment variable naming the config file (the sidecar's `--config` flag).
+pub const CONFIG_PATH_ENV: &str = "KCP_CONFIG";
+/// Environment variable with the pod's name; used as `group.instance.id` (static membership).
+pub const POD_NAME_ENV: &str = "KCP_POD_NAME";
+
+/// Everything the sidecar needs, with every default resolved.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SidecarConfig {
+    pub kafka: KafkaConfig,
+    pub endpoint: EndpointConfig,
+    pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    #[serde(default)]
+    pub initial_offset: InitialOffset,
+    /// Extra librdkafka properties, passed through (owned keys refused by [`SidecarConfig::problems`]).
+    #[serde(default)]
+    pub client_config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub security: SecurityConfig,
+}
+
+/// How the sidecar authenticates to Kafka. Credentials are not here: see the module docs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityConfig {
+    #[serde(default)]
+    pub protocol: SecurityProtocol,
+    /// Set with `SASL_*` protocols; username and password come from the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// PEM CA file (`ssl.ca.location`); system roots when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// PEM client certificate file (`ssl.certificate.location`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// PEM client key file (`ssl.key.location`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+}
+
+/// librdkafka's `security.protocol`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// The value librdkafka expects in `security.protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Full URL every record is sent to.
+    pub url: String,
+    #[serde(default)]
+    pub method: HttpMethod,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_header: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_request_threshold: Option<Duration>,
+    /// Full URL polled (GET, 2xx = ready) before and while delivering is paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_url: Option<String>,
+    pub retry_on: Vec<StatusMatcher>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_ack: Option<BodyAck>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub ordering: Ordering,
+    pub max_in_flight: u32,
+    pub guarantee: Guarantee,
+    pub commit_interval: Duration,
+    pub drain_timeout: Duration,
+    pub retry: RetryConfig,
+    pub on_exhausted: OnExhausted,
+    /// Fixed dead-letter topic; `None` means `<source topic>-dlq` per source topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+}
+
+impl DeliveryConfig {
+    /// The dead-letter topic for records of `source_topic`.
+    pub fn dead_letter_topic_for(&self, source_topic: &str) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| default_dead_letter_topic(source_topic))
+    }
+}
+
+/// `<source topic>-dlq`: the default dead-letter topic.
+pub fn default_dead_letter_topic(source_topic: &str) -> String {
+    format!("{source_topic}-dlq")
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts per record, the first included; 0 = unlimited.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub multiplier: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin server (probes, metrics, status).
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub level: LogLevel,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum LogFormat {
+    /// One JSON object per line (what log collectors want; the default in pods).
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Plain,
+}
+
+/// One `retryOn` entry: a status class (`5xx`) or an exact status (`429`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatusMatcher {
+    /// `Nxx`: any status from N00 to N99.
+    Class(u8),
+    /// One exact status code.
+    Exact(u16),
+}
+
+impl StatusMatcher {
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            Self::Class(c) => status / 100 == u16::from(c),
+            Self::Exact(s) => status == s,
+        }
+    }
+}
+
+impl FromStr for StatusMatcher {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || format!("invalid status {s:?}: write a class like `5xx` or a code like `429`");
+        let b = s.as_bytes();
+        if b.len() != 3 || !(b'1'..=b'5').contains(&b[0]) {
+            return Err(err());
+        }
+        if &b[1..] == b"xx" {
+            return Ok(Self::Class(b[0] - b'0'));
+        }
+        s.parse::<u16>().map(Self::Exact).map_err(|_| err())
+    }
+}
+
+impl fmt::Display for StatusMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Class(c) => write!(f, "{c}xx"),
+            Self::Exact(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl Serialize for StatusMatcher {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusMatcher {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Every problem found in a config, in the order found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid sidecar config ({} problem{}):\n  - {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+/// Why a resource could not be rendered into a config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("resource has no {0}: it must be read from the API server")]
+    MissingMetadata(&'static str),
+    #[error("endpoint needs exactly one of port or url")]
+    EndpointTarget,
+    #[error("delivery.maxInFlight must be at least 1, got {0}")]
+    MaxInFlight(i32),
+    #[error("delivery.retry.maxAttempts must not be negative, got {0}")]
+    MaxAttempts(i32),
+    #[error("sidecar.adminPort {0} is outside 1-65535")]
+    AdminPort(i32),
+    #[error("endpoint.port {0} is outside 1-65535")]
+    EndpointPort(i32),
+    #[error("endpoint.retryOn: {0}")]
+    RetryOn(String),
+}
+
+const SECTIONS: [&str; 5] = ["kafka", "endpoint", "delivery", "admin", "log"];
+
+impl SidecarConfig {
+    /// Parses a JSON config and checks it, reporting every problem found.
+    pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
+        let root: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ConfigErrors(vec![format!("config is not valid JSON: {e}")]))?;
+        let serde_json::Value::Object(mut map) = root else {
+            return Err(ConfigErrors(vec![
+                "config must be a JSON object with kafka, endpoint and delivery sections".into(),
+            ]));
+        };
+        let mut problems: Vec<String> = map
+            .keys()
+            .filter(|k| !SECTIONS.contains(&k.as_str()))
+            .map(|k| format!("unknown section `{k}` (expected one of {})", SECTIONS.join(", ")))
+            .collect();
+        let kafka = required::<KafkaConfig>(&mut map, "kafka", &mut problems);
+        let endpoint = required::<EndpointConfig>(&mut map, "endpoint", &mut problems);
+        let delivery = required::<DeliveryConfig>(&mut map, "delivery", &mut problems);
+        let admin = optional::<AdminConfig>(&mut map, "admin", &mut problems);
+        let log = optional::<LogConfig>(&mut map, "log", &mut problems);
+        if let (Some(kafka), Some(endpoint), Some(delivery), Some(admin), Some(log)) =
+            (kafka, endpoint, delivery, admin, log)
+        {
+            let config = Self {
+                kafka,
+                endpoint,
+                delivery,
+                admin,
+                log,
+            };
+            problems.extend(config.problems());
+            if problems.is_empty() {
+                return Ok(config);
+            }
+        }
+        Err(ConfigErrors(problems))
+    }
+
+    /// Checks what types alone cannot; empty when the config is usable.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let k = &self.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            p.push("kafka.bootstrapServers is empty: give at least one host:port".into());
+        }
+        if k.topics.is_empty() {
+            p.push("kafka.topics is empty: give at least one topic".into());
+        }
+        for t in &k.topics {
+            if !is_valid_topic_name(t) {
+                p.push(format!(
+                    "kafka.topics: {t:?} is not a valid topic name (1-249 of [a-zA-Z0-9._-])"
+                ));
+            }
+        }
+        if k.group_id.trim().is_empty() {
+            p.push("kafka.groupId is empty".into());
+        }
+        for key in k.client_config.keys() {
+            if is_owned_client_config_key(key) {
+                p.push(format!(
+                    "kafka.clientConfig must not set {key:?}: the sidecar owns it; use bootstrapServers, groupId or security instead"
+                ));
+            }
+        }
+        let s = &k.security;
+        if s.protocol.uses_sasl() != s.sasl_mechanism.is_some() {
+            p.push("kafka.security: saslMechanism must be set exactly when protocol is SASL_PLAINTEXT or SASL_SSL".into());
+        }
+        if s.cert_file.is_some() != s.key_file.is_some() {
+            p.push(
+                "kafka.security: certFile and keyFile go together (a client certificate needs its key)"
+                    .into(),
+            );
+        }
+        let uses_tls = matches!(s.protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl);
+        if !uses_tls && (s.ca_file.is_some() || s.cert_file.is_some()) {
+            p.push("kafka.security: caFile/certFile need protocol SSL or SASL_SSL".into());
+        }
+
+        let e = &self.endpoint;
+        if let Err(why) = check_http_url(&e.url) {
+            p.push(format!("endpoint.url: {why}"));
+        }
+        if let Some(url) = &e.readiness_url
+            && let Err(why) = check_http_url(url)
+        {
+            p.push(format!("endpoint.readinessUrl: {why}"));
+        }
+        if e.connect_timeout.as_std().is_zero() {
+            p.push("endpoint.connectTimeout must be longer than 0s".into());
+        }
+        if e.request_timeout.as_std().is_zero() {
+            p.push("endpoint.requestTimeout must be longer than 0s".into());
+        }
+        for name in e.headers.keys().chain(e.action_header.iter()) {
+            if !is_header_token(name) {
+                p.push(format!("endpoint: {name:?} is not a valid HTTP header name"));
+            }
+        }
+        if let Some(ack) = &e.body_ack
+            && !ack.pointer.starts_with('/')
+        {
+            p.push(format!(
+                "endpoint.bodyAck.pointer {:?} must be a JSON pointer starting with `/`",
+                ack.pointer
+            ));
+        }
+
+        let d = &self.delivery;
+        if d.max_in_flight == 0 {
+            p.push("delivery.maxInFlight must be at least 1".into());
+        }
+        if d.commit_interval.as_std().is_zero() {
+            p.push("delivery.commitInterval must be longer than 0s".into());
+        }
+        let r = &d.retry;
+        if r.initial_backoff > r.max_backoff {
+            p.push(format!(
+                "delivery.retry.initialBackoff ({}) is longer than maxBackoff ({})",
+                r.initial_backoff, r.max_backoff
+            ));
+        }
+        if !(1.0..=10.0).contains(&r.multiplier) {
+            p.push(format!(
+                "delivery.retry.multiplier must be between 1 and 10, got {}",
+                r.multiplier
+            ));
+        }
+        if let Some(t) = &d.dead_letter_topic
+            && !is_valid_topic_name(t)
+        {
+            p.push(format!(
+                "delivery.deadLetterTopic: {t:?} is not a valid topic name"
+            ));
+        }
+        p
+    }
+
+    /// Renders the config for a resource, resolving every default. Pure.
+    pub fn render(kcp: &KafkaConsumerProxy) -> Result<Self, RenderError> {
+        let namespace = kcp
+            .metadata
+            .namespace
+            .as_deref()
+            .ok_or(RenderError::MissingMetadata("namespace"))?;
+        let name = kcp
+            .metadata
+            .name
+            .as_deref()
+            .ok_or(RenderError::MissingMetadata("name"))?;
+        let spec = &kcp.spec;
+
+        let mut security = SecurityConfig::default();
+        if let Some(auth) = &spec.kafka.auth {
+            security.protocol = match (&auth.sasl, &auth.tls) {
+                (Some(_), Some(_)) => SecurityProtocol::SaslSsl,
+                (Some(_), None) => SecurityProtocol::SaslPlaintext,
+                (None, Some(_)) => SecurityProtocol::Ssl,
+                (None, None) => SecurityProtocol::Plaintext,
+            };
+            security.sasl_mechanism = auth.sasl.as_ref().map(|s| s.mechanism);
+            if let Some(tls) = &auth.tls {
+                let file = |key: &Option<String>| key.as_ref().map(|k| format!("{TLS_MOUNT_DIR}/{k}"));
+                security.ca_file = file(&tls.ca_key);
+                security.cert_file = file(&tls.cert_key);
+                security.key_file = file(&tls.key_key);
+            }
+        }
+
+        let ep = &spec.endpoint;
+        let (url, readiness_url) = match (ep.port, &ep.url) {
+            (Some(port), None) => {
+                let port = u16::try_from(port)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or(RenderError::EndpointPort(port))?;
+                let base = format!("http://127.0.0.1:{port}");
+                (
+                    format!("{base}{}", ep.path),
+                    ep.readiness_path.as_ref().map(|p| format!("{base}{p}")),
+                )
+            }
+            (None, Some(url)) => {
+                let readiness = ep.readiness_path.as_ref().map(|p| {
+                    let origin_end = url
+                        .find("://")
+                        .map(|i| i + 3)
+                        .and_then(|start| url[start..].find('/').map(|j| start + j))
+                        .unwrap_or(url.len());
+                    format!("{}{p}", &url[..origin_end])
+                });
+                (url.clone(), readiness)
+            }
+            _ => return Err(RenderError::EndpointTarget),
+        };
+        let retry_on = ep
+            .retry_on
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RenderError::RetryOn)?;
+
+        let d = &spec.delivery;
+        let max_in_flight = u32::try_from(d.max_in_flight)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(RenderError::MaxInFlight(d.max_in_flight))?;
+        let max_attempts = u32::try_from(d.retry.max_attempts)
+            .map_err(|_| RenderError::MaxAttempts(d.retry.max_attempts))?;
+        let admin_port = u16::try_from(spec.sidecar.admin_port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or(RenderError::AdminPort(spec.sidecar.admin_port))?;
+
+        Ok(Self {
+            kafka: KafkaConfig {
+                bootstrap_servers: spec.kafka.bootstrap_servers.clone(),
+                topics: spec.kafka.topics.clone(),
+                group_id: spec
+                    .kafka
+                    .group_id
+                    .clone()
+                    .unwrap_or_else(|| format!("{namespace}.{name}")),
+                initial_offset: spec.kafka.initial_offset,
+                client_config: spec.kafka.client_config.clone(),
+                security,
+            },
+            endpoint: EndpointConfig {
+                url,
+                method: ep.method,
+                host_header: ep.host_header.clone(),
+                headers: ep.headers.clone(),
+                connect_timeout: ep.connect_timeout,
+                request_timeout: ep.request_timeout,
+                slow_request_threshold: ep.slow_request_threshold,
+                readiness_url,
+                retry_on,
+                action_header: ep.action_header.clone(),
+                body_ack: ep.body_ack.clone(),
+            },
+            delivery: DeliveryConfig {
+                ordering: d.ordering,
+                max_in_flight,
+                guarantee: d.guarantee,
+                commit_interval: d.commit_interval,
+                drain_timeout: d.drain_timeout,
+                retry: RetryConfig {
+                    max_attempts,
+                    initial_backoff: d.retry.initial_backoff,
+                    max_backoff: d.retry.max_backoff,
+                    multiplier: d.retry.multiplier,
+                },
+                on_exhausted: d.on_exhausted,
+                dead_letter_topic: d.dead_letter.as_ref().and_then(|dl| dl.topic.clone()),
+            },
+            admin: AdminConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], admin_port)),
+            },
+            log: LogConfig {
+                level: spec.sidecar.log_level,
+                format: LogFormat::Json,
+            },
+        })
+    }
+
+    /// The config as the operator writes it into the ConfigMap: pretty JSON, stable key order.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("invariant: SidecarConfig always serializes")
+    }
+}
+
+/// Deserializes a required section, recording a problem instead of failing.
+fn required<T: DeserializeOwned>(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    match map.remove(name) {
+        None => {
+            problems.push(format!("missing section `{name}`"));
+            None
+        }
+        Some(value) => decode(name, value, problems),
+    }
+}
+
+/// Deserializes an optional section (its default when absent), recording a problem instead of failing.
+fn optional<T: DeserializeOwned + Default>(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    match map.remove(name) {
+        None => Some(T::default()),
+        Some(value) => decode(name, value, problems),
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    name: &str,
+    value: serde_json::Value,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    serde_path_to_error::deserialize::<_, T>(value)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." {
+                name.to_owned()
+            } else {
+                format!("{name}.{path}")
+            };
+            problems.push(format!("{at}: {}", e.into_inner()));
+        })
+        .ok()
+}
+
+fn check_http_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains(char::is_whitespace) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+/// Kafka's topic name rule: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn is_valid_topic_name(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 249
+        && t != "."
+        && t != ".."
+        && t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// RFC 9110 token characters, what an HTTP header name may contain.
+fn is_header_token(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}

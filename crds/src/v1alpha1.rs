@@ -1,0 +1,698 @@
+//! `kafkaproxy.io/v1alpha1` `KafkaConsumerProxy`: the resource users write.
+//!
+//! Pure types. Rustdoc on spec and status fields ships in the CRD schema and in `kubectl explain`,
+//! so it is written for users; developer notes are `//` comments. Validation the API server can
+//! enforce lives here as schema constraints and CEL rules (`x_kube(validation = ...)`); the
+//! operator's `validate` step only does what needs other objects.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::core::v1::ResourceRequirements,
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+};
+use kube::{CustomResource, KubeSchema};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+use crate::{Duration, OWNED_CLIENT_CONFIG_KEYS, OWNED_CLIENT_CONFIG_PREFIXES};
+
+/// A Kafka consumer group that delivers every record of its topics to an HTTP endpoint, run as
+/// a sidecar next to your application.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kafkaproxy.io",
+    version = "v1alpha1",
+    kind = "KafkaConsumerProxy",
+    plural = "kafkaconsumerproxies",
+    shortname = "kcp",
+    category = "kafkaproxy",
+    doc = "A Kafka consumer group that delivers every record of its topics to an HTTP endpoint, run as a sidecar next to your application.",
+    namespaced,
+    status = "KafkaConsumerProxyStatus",
+    derive = "PartialEq",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(name = "Lag", type_ = "integer", json_path = ".status.lag.total"),
+    printcolumn(name = "DLQ", type_ = "integer", json_path = ".status.deadLetter.count"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("!has(self.endpoint.port) || has(self.template)").message(
+    "spec.template is required when endpoint.port is set: the port belongs to your app's container in the same pod"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaConsumerProxySpec {
+    /// Where to consume from: brokers, topics, consumer group, authentication.
+    pub kafka: KafkaSpec,
+
+    /// Where each record is delivered, and how the endpoint's reply is read.
+    pub endpoint: EndpointSpec,
+
+    /// Ordering, parallelism, delivery guarantee, retries and dead-lettering.
+    #[serde(default)]
+    pub delivery: DeliverySpec,
+
+    /// Number of pods, each running one consumer of the group. Supports `kubectl scale` and
+    /// HorizontalPodAutoscalers. More replicas than partitions leaves some idle.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+
+    /// Run zero pods without deleting anything; lag keeps being reported.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub suspend: bool,
+
+    /// The application's pod template (a standard PodTemplateSpec). Required with
+    /// `endpoint.port`; omit it with `endpoint.url` to run the sidecar alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "pod_template_schema")]
+    // Kept as raw JSON so that a template the operator cannot parse becomes an `InvalidSpec`
+    // condition on this one object instead of a deserialization error that breaks the watch.
+    // The CRD describes only its outline; see ARCHITECTURE.md "Why template is loosely typed".
+    pub template: Option<serde_json::Value>,
+
+    /// Settings of the sidecar container the operator adds to each pod.
+    #[serde(default)]
+    pub sidecar: SidecarSpec,
+}
+
+/// Kafka connection and consumption.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(
+    "(has(self.groupId) ? self.groupId : '') == (has(oldSelf.groupId) ? oldSelf.groupId : '')"
+).message(
+    "kafka.groupId is immutable: changing it silently restarts consumption from initialOffset; create a new resource instead"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSpec {
+    /// Comma-separated `host:port` list of brokers to bootstrap from.
+    #[schemars(length(min = 1, max = 4096))]
+    pub bootstrap_servers: String,
+
+    /// Topics to consume (at least one).
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 249)))]
+    pub topics: Vec<String>,
+
+    /// Consumer group id. Defaults to `<namespace>.<name>`. Cannot be changed after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub group_id: Option<String>,
+
+    /// Where a group with no committed offset starts: `earliest` (default) or `latest`.
+    #[serde(default)]
+    pub initial_offset: InitialOffset,
+
+    /// Extra librdkafka consumer properties, e.g. `fetch.max.bytes`. Keys the sidecar owns are
+    /// refused: `bootstrap.servers`, `group.id`, `group.instance.id`, `enable.auto.commit`,
+    /// `enable.auto.offset.store`, and security settings (`security.protocol`, `sasl.*`,
+    /// `ssl.*`), which are set through `auth`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "client_config_schema")]
+    pub client_config: BTreeMap<String, String>,
+
+    /// Authentication and encryption. Secret values are read from Secrets, never written here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<KafkaAuth>,
+}
+
+/// Where a group with no committed offset starts.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum InitialOffset {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+/// Kafka authentication: SASL, TLS, or both (SASL over TLS).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaAuth {
+    /// SASL username/password authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<SaslAuth>,
+    /// TLS to the brokers. `tls: {}` uses the system's CA roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsAuth>,
+}
+
+/// SASL credentials, read from a Secret in the resource's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SaslAuth {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: SaslMechanism,
+    /// Name of the Secret holding the username and password.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Key of the username in the Secret (default `username`).
+    #[serde(default = "default_username_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub username_key: String,
+    /// Key of the password in the Secret (default `password`).
+    #[serde(default = "default_password_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub password_key: String,
+}
+
+/// A SASL mechanism.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The value librdkafka expects in `sasl.mechanism`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// TLS to the brokers, with an optional CA and client certificate from a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.certKey) == has(self.keyKey)")
+    .message("auth.tls.certKey and auth.tls.keyKey go together: set both for a client certificate, or neither"))]
+#[x_kube(validation = Rule::new("has(self.secretName) || (!has(self.caKey) && !has(self.certKey))")
+    .message("auth.tls.secretName is required when caKey, certKey or keyKey is set"))]
+#[serde(rename_all = "camelCase")]
+pub struct TlsAuth {
+    /// Secret holding the CA certificate and optional client certificate and key. Omit it to
+    /// trust the system's CA roots with no client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+    /// Key of the PEM CA certificate in the Secret (e.g. `ca.crt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ca_key: Option<String>,
+    /// Key of the PEM client certificate in the Secret (e.g. `tls.crt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub cert_key: Option<String>,
+    /// Key of the PEM client private key in the Secret (e.g. `tls.key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key_key: Option<String>,
+}
+
+/// The HTTP endpoint every record is delivered to, and its reply contract.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.port) != has(self.url)").message(
+    "set exactly one of endpoint.port (your app in the same pod) or endpoint.url (a remote endpoint)"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSpec {
+    /// Port of your app's container in the same pod; records go to `http://127.0.0.1:<port><path>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+
+    /// Request path with `port` (default `/`).
+    #[serde(default = "default_path")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    pub path: String,
+
+    /// Full `http://` or `https://` URL of a remote endpoint (instead of `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s/?#]+"))]
+    pub url: Option<String>,
+
+    /// HTTP method: `POST` (default) or `PUT`.
+    #[serde(default)]
+    pub method: HttpMethod,
+
+    /// Value of the `Host` header, when the endpoint routes on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub host_header: Option<String>,
+
+    /// Static headers added to every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "static_headers_schema")]
+    pub headers: BTreeMap<String, String>,
+
+    /// How long to wait for a connection (default `10s`).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+
+    /// How long one request may take in all, after which it is retried (default `60s`).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Duration,
+
+    /// Log requests slower than this at WARN (rate-limited). Off when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_request_threshold: Option<Duration>,
+
+    /// Path the sidecar polls (GET, 2xx = ready) before delivering, and while your app is down.
+    /// Unset: the sidecar treats "connection refused" as not ready and anything else as ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    pub readiness_path: Option<String>,
+
+    /// Statuses that mean "try again later": `5xx`, `4xx`, or exact codes like `429`
+    /// (default `5xx`, `408`, `429`). Any other non-2xx status means the record itself is bad
+    /// and goes straight to `delivery.onExhausted`.
+    #[serde(default = "default_retry_on")]
+    #[schemars(
+        length(min = 0, max = 32),
+        inner(regex(pattern = r"^([1-5]xx|[1-5][0-9][0-9])$"))
+    )]
+    pub retry_on: Vec<String>,
+
+    /// A response header by which your app overrides the status: `retry`, `skip` or
+    /// `dead-letter` (e.g. `X-Kcp-Action`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))]
+    pub action_header: Option<String>,
+
+    /// For apps that answer 2xx with an error code in a JSON body: the record counts as
+    /// delivered only when the value at `pointer` equals `equals`; otherwise it is retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_ack: Option<BodyAck>,
+}
+
+/// An application-level acknowledgement read from the JSON response body.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BodyAck {
+    /// JSON pointer (RFC 6901) into the response body, e.g. `/errno`.
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^/"))]
+    pub pointer: String,
+    /// The value meaning success, compared with the JSON value's text: `0`, `true`, `OK`.
+    #[schemars(length(max = 256))]
+    pub equals: String,
+}
+
+/// HTTP method used to deliver records.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Post,
+    Put,
+}
+
+/// Ordering, parallelism and delivery guarantee.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliverySpec {
+    /// `partition` (default): one request in flight per partition, in offset order.
+    /// `key`: records with the same key in order, different keys in parallel.
+    /// `unordered`: any order, most parallel.
+    #[serde(default)]
+    pub ordering: Ordering,
+
+    /// The most requests in flight at once per replica (default 16). In `partition` mode at
+    /// most one per partition is in flight, so the effective limit is the smaller of the two.
+    #[serde(default = "default_max_in_flight")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_in_flight: i32,
+
+    /// `atLeastOnce` (default): commit only after delivery; never loses a record, may repeat
+    /// some after a crash. `atMostOnce`: commit before delivery; may lose records, never repeats.
+    #[serde(default)]
+    pub guarantee: Guarantee,
+
+    /// How often finished offsets are committed (default `1s`). Also committed on rebalance
+    /// and shutdown.
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: Duration,
+
+    /// How long shutdown and partition revocation wait for in-flight requests (default `30s`).
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Duration,
+
+    /// Retry policy for retryable failures.
+    #[serde(default)]
+    pub retry: RetrySpec,
+
+    /// What happens to a record whose retries ran out, or that the endpoint refused as bad:
+    /// `deadLetter` (default), `skip`, or `block` (retry forever; only its partition or key waits).
+    #[serde(default)]
+    pub on_exhausted: OnExhausted,
+
+    /// Dead-letter topic settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterSpec>,
+}
+
+/// Delivery order.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum Ordering {
+    #[default]
+    Partition,
+    Key,
+    Unordered,
+}
+
+/// Delivery guarantee.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Guarantee {
+    #[default]
+    AtLeastOnce,
+    AtMostOnce,
+}
+
+/// What to do when a record cannot be delivered.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum OnExhausted {
+    #[default]
+    DeadLetter,
+    Skip,
+    Block,
+}
+
+/// Capped exponential backoff with full jitter.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(
+    "!has(self.initialBackoff) || !has(self.maxBackoff) || duration(self.initialBackoff) <= duration(self.maxBackoff)"
+).message("delivery.retry.initialBackoff must not be longer than delivery.retry.maxBackoff"))]
+#[serde(rename_all = "camelCase")]
+pub struct RetrySpec {
+    /// Attempts per record, the first included (default 5; `0` = unlimited).
+    #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_attempts: i32,
+    /// Wait before the second attempt (default `1s`).
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts (default `60s`).
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    /// Growth factor of the wait per attempt (default 2).
+    #[serde(default = "default_multiplier")]
+    #[schemars(range(min = 1.0, max = 10.0))]
+    pub multiplier: f64,
+}
+
+/// Dead-letter topic settings.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterSpec {
+    /// Topic for records that could not be delivered (default `<source topic>-dlq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249))]
+    pub topic: Option<String>,
+}
+
+/// The sidecar container.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarSpec {
+    /// Sidecar image; defaults to the operator's configured image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub image: Option<String>,
+    /// Resource requests and limits of the sidecar container (a default is applied when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// `error`, `warn`, `info` (default), `debug` or `trace`.
+    #[serde(default)]
+    pub log_level: LogLevel,
+    /// Port of the sidecar's admin server (probes, `/metrics`, `/status`; default 9090).
+    #[serde(default = "default_admin_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub admin_port: i32,
+}
+
+/// Log verbosity.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+/// Observed state, written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaConsumerProxyStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled`, following the kstatus conventions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Pods of the Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Pods that passed their readiness probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Label selector of the pods (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Consumer lag, read from Kafka by the operator (works with zero pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<LagStatus>,
+    /// Records in the dead-letter topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterStatus>,
+}
+
+/// Consumer lag of the group.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LagStatus {
+    /// Sum of the partitions' lag.
+    pub total: i64,
+    /// Lag per partition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionLag>,
+    /// When these figures were read from Kafka. Old while Kafka is unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
+    /// True when the last attempt to read them failed and these are older figures.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stale: bool,
+}
+
+/// Lag of one partition.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The group's committed offset; absent when the group never committed on this partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_offset: Option<i64>,
+    /// The partition's high watermark (offset of the next record to be written).
+    pub high_watermark: i64,
+    /// Records not yet committed by the group.
+    pub lag: i64,
+}
+
+/// Dead-letter counts.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterStatus {
+    /// The dead-letter topics of this resource.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
+    /// Records currently held in them (high minus low watermark, summed).
+    pub count: i64,
+}
+
+// ---- defaults (each is documented on its field) ----
+
+fn default_replicas() -> i32 {
+    1
+}
+fn default_path() -> String {
+    "/".into()
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+/// The default `retryOn` list.
+pub fn default_retry_on() -> Vec<String> {
+    vec!["5xx".into(), "408".into(), "429".into()]
+}
+fn default_max_in_flight() -> i32 {
+    16
+}
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_attempts() -> i32 {
+    5
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_multiplier() -> f64 {
+    2.0
+}
+fn default_admin_port() -> i32 {
+    9090
+}
+fn default_username_key() -> String {
+    "username".into()
+}
+fn default_password_key() -> String {
+    "password".into()
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Default for DeliverySpec {
+    fn default() -> Self {
+        Self {
+            ordering: Ordering::default(),
+            max_in_flight: default_max_in_flight(),
+            guarantee: Guarantee::default(),
+            commit_interval: default_commit_interval(),
+            drain_timeout: default_drain_timeout(),
+            retry: RetrySpec::default(),
+            on_exhausted: OnExhausted::default(),
+            dead_letter: None,
+        }
+    }
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+            multiplier: default_multiplier(),
+        }
+    }
+}
+
+impl Default for SidecarSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            resources: None,
+            log_level: LogLevel::default(),
+            admin_port: default_admin_port(),
+        }
+    }
+}
+
+// ---- hand-written schema fragments ----
+
+/// `template`: the outline of a PodTemplateSpec. Inlining the full PodTemplateSpec schema would
+/// make the CRD several hundred KiB, past what client-side `kubectl apply` can store in its
+/// last-applied annotation; the operator parses the full type and reports `InvalidSpec`.
+fn pod_template_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "description": "The application's pod template (a standard PodTemplateSpec: metadata and spec). Required with endpoint.port; omit it with endpoint.url to run the sidecar alone. Checked in full by the operator, which reports problems in the Ready condition.",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "required": ["spec"],
+        "properties": {
+            "metadata": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": true,
+            },
+            "spec": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": true,
+                "required": ["containers"],
+                "properties": {
+                    "containers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 32,
+                        "items": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": true,
+                            "required": ["name"],
+                            "properties": {
+                                "name": { "type": "string", "minLength": 1, "maxLength": 63 },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    })
+}
+
+/// `clientConfig`: a bounded string map whose keys may not be ones the sidecar owns.
+fn client_config_schema(_: &mut SchemaGenerator) -> Schema {
+    let owned_keys = OWNED_CLIENT_CONFIG_KEYS
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let owned = OWNED_CLIENT_CONFIG_PREFIXES
+        .iter()
+        .map(|p| format!("k.startsWith('{p}')"))
+        .chain(std::iter::once(format!("k in [{owned_keys}]")))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    json_schema!({
+        "type": "object",
+        "description": "Extra librdkafka consumer properties, e.g. fetch.max.bytes. Keys the sidecar owns are refused: bootstrap.servers, group.id, group.instance.id, enable.auto.commit, enable.auto.offset.store, and security settings (security.protocol, sasl.*, ssl.*), which are set through auth.",
+        "maxProperties": 64,
+        "additionalProperties": { "type": "string", "maxLength": 4096 },
+        "x-kubernetes-validations": [{
+            "rule": format!("self.all(k, !({owned}))"),
+            "messageExpression": format!(
+                "'kafka.clientConfig must not set ' + self.filter(k, {owned}).join(', ') + ': the sidecar owns these keys; use kafka.bootstrapServers, kafka.groupId and kafka.auth instead'"
+            ),
+        }],
+    })
+}
+
+/// `headers`: a bounded map of static request headers.
+fn static_headers_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "description": "Static headers added to every request.",
+        "maxProperties": 32,
+        "additionalProperties": { "type": "string", "maxLength": 4096 },
+    })
+}
