@@ -307,7 +307,12 @@ impl SidecarConfig {
         let mut problems: Vec<String> = map
             .keys()
             .filter(|k| !SECTIONS.contains(&k.as_str()))
-            .map(|k| format!("unknown section `{k}` (expected one of {})", SECTIONS.join(", ")))
+            .map(|k| {
+                format!(
+                    "unknown section `{k}` (expected one of {})",
+                    SECTIONS.join(", ")
+                )
+            })
             .collect();
         let kafka = required::<KafkaConfig>(&mut map, "kafka", &mut problems);
         let endpoint = required::<EndpointConfig>(&mut map, "endpoint", &mut problems);
@@ -369,7 +374,10 @@ impl SidecarConfig {
                     .into(),
             );
         }
-        let uses_tls = matches!(s.protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl);
+        let uses_tls = matches!(
+            s.protocol,
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+        );
         if !uses_tls && (s.ca_file.is_some() || s.cert_file.is_some()) {
             p.push("kafka.security: caFile/certFile need protocol SSL or SASL_SSL".into());
         }
@@ -391,7 +399,9 @@ impl SidecarConfig {
         }
         for name in e.headers.keys().chain(e.action_header.iter()) {
             if !is_header_token(name) {
-                p.push(format!("endpoint: {name:?} is not a valid HTTP header name"));
+                p.push(format!(
+                    "endpoint: {name:?} is not a valid HTTP header name"
+                ));
             }
         }
         if let Some(ack) = &e.body_ack
@@ -457,7 +467,8 @@ impl SidecarConfig {
             };
             security.sasl_mechanism = auth.sasl.as_ref().map(|s| s.mechanism);
             if let Some(tls) = &auth.tls {
-                let file = |key: &Option<String>| key.as_ref().map(|k| format!("{TLS_MOUNT_DIR}/{k}"));
+                let file =
+                    |key: &Option<String>| key.as_ref().map(|k| format!("{TLS_MOUNT_DIR}/{k}"));
                 security.ca_file = file(&tls.ca_key);
                 security.cert_file = file(&tls.cert_key);
                 security.key_file = file(&tls.key_key);
@@ -629,15 +640,227 @@ pub fn is_valid_topic_name(t: &str) -> bool {
         && t.len() <= 249
         && t != "."
         && t != ".."
-        && t
-            .bytes()
+        && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// RFC 9110 token characters, what an HTTP header name may contain.
 fn is_header_token(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1alpha1::KafkaConsumerProxySpec;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn resource(spec: serde_json::Value) -> KafkaConsumerProxy {
+        let spec: KafkaConsumerProxySpec = serde_json::from_value(spec).expect("valid spec");
+        let mut kcp = KafkaConsumerProxy::new("orders", spec);
+        kcp.metadata.namespace = Some("shop".into());
+        kcp
+    }
+
+    fn in_pod() -> KafkaConsumerProxy {
+        resource(json!({
+            "kafka": { "bootstrapServers": "kafka:9092", "topics": ["orders"] },
+            "endpoint": { "port": 8080, "path": "/events", "readinessPath": "/ready" },
+            "template": { "spec": { "containers": [{ "name": "app" }] } }
+        }))
+    }
+
+    #[test]
+    fn render_resolves_every_default() {
+        let c = SidecarConfig::render(&in_pod()).expect("renders");
+        assert_eq!(c.kafka.group_id, "shop.orders");
+        assert_eq!(c.kafka.initial_offset, InitialOffset::Earliest);
+        assert_eq!(c.kafka.security.protocol, SecurityProtocol::Plaintext);
+        assert_eq!(c.endpoint.url, "http://127.0.0.1:8080/events");
+        assert_eq!(
+            c.endpoint.readiness_url.as_deref(),
+            Some("http://127.0.0.1:8080/ready")
+        );
+        assert_eq!(c.endpoint.method, HttpMethod::Post);
+        assert_eq!(c.endpoint.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.endpoint.request_timeout, Duration::from_secs(60));
+        assert_eq!(
+            c.endpoint.retry_on,
+            vec![
+                StatusMatcher::Class(5),
+                StatusMatcher::Exact(408),
+                StatusMatcher::Exact(429)
+            ]
+        );
+        assert_eq!(c.delivery.ordering, Ordering::Partition);
+        assert_eq!(c.delivery.max_in_flight, 16);
+        assert_eq!(c.delivery.guarantee, Guarantee::AtLeastOnce);
+        assert_eq!(c.delivery.commit_interval, Duration::from_secs(1));
+        assert_eq!(c.delivery.retry.max_attempts, 5);
+        assert_eq!(c.delivery.retry.initial_backoff, Duration::from_secs(1));
+        assert_eq!(c.delivery.retry.max_backoff, Duration::from_secs(60));
+        assert_eq!(c.delivery.on_exhausted, OnExhausted::DeadLetter);
+        assert_eq!(c.delivery.dead_letter_topic_for("orders"), "orders-dlq");
+        assert_eq!(c.admin.listen.port(), 9090);
+        assert_eq!(c.problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn render_maps_auth_to_protocol_and_mounted_files_without_secrets() {
+        let kcp = resource(json!({
+            "kafka": {
+                "bootstrapServers": "kafka:9093", "topics": ["t"], "groupId": "g",
+                "auth": {
+                    "sasl": { "mechanism": "SCRAM-SHA-512", "secretName": "creds" },
+                    "tls": { "secretName": "tls", "caKey": "ca.crt", "certKey": "tls.crt", "keyKey": "tls.key" }
+                }
+            },
+            "endpoint": { "url": "https://svc.example.com:8443/hook?x=1", "readinessPath": "/ready" },
+        }));
+        let c = SidecarConfig::render(&kcp).expect("renders");
+        assert_eq!(c.kafka.group_id, "g");
+        let s = &c.kafka.security;
+        assert_eq!(s.protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(s.sasl_mechanism, Some(SaslMechanism::ScramSha512));
+        assert_eq!(s.ca_file.as_deref(), Some("/etc/kcp/tls/ca.crt"));
+        assert_eq!(s.key_file.as_deref(), Some("/etc/kcp/tls/tls.key"));
+        assert_eq!(c.endpoint.url, "https://svc.example.com:8443/hook?x=1");
+        assert_eq!(
+            c.endpoint.readiness_url.as_deref(),
+            Some("https://svc.example.com:8443/ready")
+        );
+        // The config names the Secret nowhere: values arrive by env and mounted files only.
+        assert!(!c.to_json_pretty().contains("creds"));
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let c = SidecarConfig::render(&in_pod()).expect("renders");
+        assert_eq!(SidecarConfig::parse(&c.to_json_pretty()), Ok(c));
+    }
+
+    #[test]
+    fn parse_lists_every_problem_at_once() {
+        let mut v = serde_json::to_value(SidecarConfig::render(&in_pod()).expect("renders"))
+            .expect("serializes");
+        v["kafka"]["clientConfig"] = json!({ "group.id": "x", "ssl.key.location": "/k" });
+        v["kafka"]["topics"] = json!(["ok", "bad topic"]);
+        v["endpoint"]["url"] = json!("ftp://x");
+        v["delivery"]["retry"]["initialBackoff"] = json!("2m");
+        v["delivery"]["maxInFlight"] = json!(0);
+        let err = SidecarConfig::parse(&v.to_string()).expect_err("invalid");
+        let text = err.to_string();
+        for expected in [
+            "must not set \"group.id\"",
+            "must not set \"ssl.key.location\"",
+            "\"bad topic\" is not a valid topic name",
+            "endpoint.url: \"ftp://x\" must start with http:// or https://",
+            "initialBackoff (2m) is longer than maxBackoff (1m)",
+            "maxInFlight must be at least 1",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        assert_eq!(err.0.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn type_errors_in_different_sections_are_all_reported_with_paths() {
+        let mut v = serde_json::to_value(SidecarConfig::render(&in_pod()).expect("renders"))
+            .expect("serializes");
+        v["endpoint"]["requestTimeout"] = json!("10 seconds");
+        v["delivery"]["ordering"] = json!("random");
+        v["admin"]["listen"] = json!("nowhere");
+        v["surprise"] = json!(1);
+        let err = SidecarConfig::parse(&v.to_string()).expect_err("invalid");
+        let text = err.to_string();
+        for expected in [
+            "unknown section `surprise`",
+            "endpoint.requestTimeout: invalid duration \"10 seconds\"",
+            "delivery.ordering: unknown variant `random`",
+            "admin.listen:",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        assert_eq!(err.0.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn missing_sections_and_non_objects_are_reported() {
+        let err = SidecarConfig::parse("{}").expect_err("empty");
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(SidecarConfig::parse("[]").is_err());
+        assert!(SidecarConfig::parse("not json").is_err());
+        assert!(SidecarConfig::parse("").is_err());
+    }
+
+    #[test]
+    fn status_matchers() {
+        assert_eq!("5xx".parse(), Ok(StatusMatcher::Class(5)));
+        assert_eq!("429".parse(), Ok(StatusMatcher::Exact(429)));
+        for bad in ["6xx", "0xx", "42", "4299", "x5x", ""] {
+            assert!(bad.parse::<StatusMatcher>().is_err(), "{bad}");
+        }
+        assert!(StatusMatcher::Class(5).matches(503));
+        assert!(!StatusMatcher::Class(5).matches(499));
+        assert!(StatusMatcher::Exact(429).matches(429));
+    }
+
+    fn arbitrary_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z0-9:/. -]{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("kafka".to_owned()),
+                        Just("endpoint".to_owned()),
+                        Just("delivery".to_owned()),
+                        Just("topics".to_owned()),
+                        Just("url".to_owned()),
+                        "[a-zA-Z]{1,8}",
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
         })
+    }
+
+    proptest! {
+        /// Any input gives a config or a non-empty list of problems; never a panic.
+        #[test]
+        fn parse_never_panics(v in arbitrary_json()) {
+            if let Err(e) = SidecarConfig::parse(&v.to_string()) {
+                prop_assert!(!e.0.is_empty());
+            }
+        }
+
+        /// Mutating one field of a valid config never panics and keeps the other fields' problems.
+        #[test]
+        fn parse_survives_field_mutations(
+            section in prop::sample::select(vec!["kafka", "endpoint", "delivery"]),
+            field in "[a-zA-Z]{1,16}",
+            value in arbitrary_json(),
+        ) {
+            let mut v = serde_json::to_value(SidecarConfig::render(&in_pod()).expect("renders"))
+                .expect("serializes");
+            v[section][field.as_str()] = value;
+            let _ = SidecarConfig::parse(&v.to_string());
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(s in ".{0,64}") {
+            let _ = SidecarConfig::parse(&s);
+        }
+    }
 }

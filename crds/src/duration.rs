@@ -19,7 +19,9 @@ pub struct Duration(std::time::Duration);
 pub enum ParseDurationError {
     #[error("empty duration: write it like `500ms`, `2s` or `1m`")]
     Empty,
-    #[error("invalid duration {0:?}: write it like `500ms`, `2s`, `1m` or `1h30m` (units h, m, s, ms)")]
+    #[error(
+        "invalid duration {0:?}: write it like `500ms`, `2s`, `1m` or `1h30m` (units h, m, s, ms)"
+    )]
     Invalid(String),
     #[error("duration {0:?} is too large")]
     Overflow(String),
@@ -102,7 +104,7 @@ impl fmt::Display for Duration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return write!(f, "{ms}ms");
         }
         let mut secs = ms / 1000;
@@ -163,14 +165,32 @@ mod tests {
             ("1m500ms", 60_500),
         ];
         for (text, ms) in cases {
-            assert_eq!(text.parse::<Duration>(), Ok(Duration::from_millis(ms)), "{text}");
+            assert_eq!(
+                text.parse::<Duration>(),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn refuses_what_a_person_might_write_by_mistake() {
-        for bad in ["", "10 seconds", "-1s", "1.5s", "10", "s", "1d", "1ms2", " 1s", "1S"] {
-            assert!(bad.parse::<Duration>().is_err(), "{bad:?} should be refused");
+        for bad in [
+            "",
+            "10 seconds",
+            "-1s",
+            "1.5s",
+            "10",
+            "s",
+            "1d",
+            "1ms2",
+            " 1s",
+            "1S",
+        ] {
+            assert!(
+                bad.parse::<Duration>().is_err(),
+                "{bad:?} should be refused"
+            );
         }
         assert!(matches!(
             "99999999999999999999h".parse::<Duration>(),

@@ -3,6 +3,7 @@
 //!
 //! Pure types and pure functions only: no tokio, no Kubernetes client, no Kafka client.
 
+pub mod apidoc;
 pub mod config;
 pub mod duration;
 pub mod v1alpha1;

@@ -19,6 +19,8 @@ use crate::{Duration, OWNED_CLIENT_CONFIG_KEYS, OWNED_CLIENT_CONFIG_PREFIXES};
 
 /// A Kafka consumer group that delivers every record of its topics to an HTTP endpoint, run as
 /// a sidecar next to your application.
+// Each `printcolumn(...)` repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kafkaproxy.io",
@@ -43,8 +45,16 @@ use crate::{Duration, OWNED_CLIENT_CONFIG_KEYS, OWNED_CLIENT_CONFIG_PREFIXES};
     ),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
     printcolumn(name = "Lag", type_ = "integer", json_path = ".status.lag.total"),
-    printcolumn(name = "DLQ", type_ = "integer", json_path = ".status.deadLetter.count"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "DLQ",
+        type_ = "integer",
+        json_path = ".status.deadLetter.count"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("!has(self.endpoint.port) || has(self.template)").message(
     "spec.template is required when endpoint.port is set: the port belongs to your app's container in the same pod"
@@ -280,7 +290,10 @@ pub struct EndpointSpec {
     /// A response header by which your app overrides the status: `retry`, `skip` or
     /// `dead-letter` (e.g. `X-Kcp-Action`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    )]
     pub action_header: Option<String>,
 
     /// For apps that answer 2xx with an error code in a JSON body: the record counts as
@@ -509,7 +522,9 @@ pub struct LagStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PartitionLag {
+    /// Source topic.
     pub topic: String,
+    /// Partition number within the topic.
     pub partition: i32,
     /// The group's committed offset; absent when the group never committed on this partition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
