@@ -1,0 +1,3 @@
+//! Placeholder: the benchmark program is built in its own issue.
+
+fn main() {}

@@ -1,0 +1,292 @@
+//! The install folder (`manifests/`), the images and the GitOps health check, as a user meets them.
+//!
+//! Some checks run an external tool: `kubectl` (kustomize), `kubernetes-validate` (offline
+//! validation against the Kubernetes OpenAPI schemas, from PyPI) and `lua5.4` (the Argo CD
+//! health check). CI installs them and sets `CI=true`, which makes a missing tool a failure;
+//! on a developer machine without them the check says it was skipped.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The tool's name when it can run here; `None` (after saying so) when it cannot and CI is off.
+fn tool(name: &str, install: &str) -> Option<&'static str> {
+    let found = Command::new(name)
+        .arg("--help")
+        .output()
+        .map(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty())
+        .unwrap_or(false);
+    if found {
+        return Some(name.to_owned().leak());
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name} is required in CI: {install}"
+    );
+    eprintln!("SKIPPED: {name} not found ({install})");
+    None
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn yaml_docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+/// The objects `kubectl apply -k manifests/` would create, rendered by kubectl's kustomize.
+fn rendered() -> Option<Vec<Value>> {
+    let kubectl = tool("kubectl", "install kubectl (it bundles kustomize)")?;
+    let out = run(Command::new(kubectl).arg("kustomize").arg(repo().join("manifests")));
+    Some(yaml_docs(&out))
+}
+
+fn kinds(objs: &[Value]) -> Vec<String> {
+    objs.iter()
+        .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or("?"), o["metadata"]["name"].as_str().unwrap_or("?")))
+        .collect()
+}
+
+#[test]
+fn one_kustomization_installs_crd_and_operator() {
+    let Some(objs) = rendered() else { return };
+    let got: BTreeSet<String> = kinds(&objs).into_iter().collect();
+    for want in [
+        "CustomResourceDefinition/kafkaconsumerproxies.kafkaproxy.io",
+        "Namespace/kcp-system",
+        "ServiceAccount/kcp-operator",
+        "ClusterRole/kcp-operator",
+        "ClusterRoleBinding/kcp-operator",
+        "Role/kcp-operator-leader-election",
+        "RoleBinding/kcp-operator-leader-election",
+        "Deployment/kcp-operator",
+        "Service/kcp-operator-metrics",
+    ] {
+        assert!(got.contains(want), "missing {want}; rendered: {got:?}");
+    }
+}
+
+#[test]
+fn every_installed_object_and_example_validates_against_kubernetes_schemas() {
+    let Some(objs) = rendered() else { return };
+    let Some(validate) = tool("kubernetes-validate", "pip install kubernetes-validate") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("kcp-manifests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let rendered_file = dir.join("rendered.yaml");
+    let text: String = objs
+        .iter()
+        .map(|o| format!("---\n{}", serde_yaml::to_string(o).expect("serializes")))
+        .collect();
+    std::fs::write(&rendered_file, text).expect("write");
+    // Built-in kinds of the examples (the Secret); the KafkaConsumerProxy objects themselves are
+    // checked against the CRD by crds/tests/schema.rs.
+    let examples = dir.join("examples.yaml");
+    let mut builtin = String::new();
+    for entry in std::fs::read_dir(repo().join("manifests/examples")).expect("examples") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+        for doc in yaml_docs(&text) {
+            if doc["kind"] != "KafkaConsumerProxy" {
+                builtin.push_str(&format!("---\n{}", serde_yaml::to_string(&doc).expect("yaml")));
+            }
+        }
+    }
+    std::fs::write(&examples, builtin).expect("write");
+    for file in [&rendered_file, &examples] {
+        run(Command::new(validate)
+            .args(["--strict", "--kubernetes-version", "1.33.0", "--quiet"])
+            .arg(file));
+    }
+    // The validator is not a rubber stamp: a wrong type in the operator Deployment is refused.
+    let broken = std::fs::read_to_string(&rendered_file)
+        .expect("read")
+        .replace("terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: thirty");
+    let broken_file = dir.join("broken.yaml");
+    std::fs::write(&broken_file, broken).expect("write");
+    let status = Command::new(validate)
+        .args(["--strict", "--kubernetes-version", "1.33.0", "--quiet"])
+        .arg(&broken_file)
+        .output()
+        .expect("runs");
+    assert!(!status.status.success(), "the validator accepted a broken Deployment");
+}
+
+/// (apiGroup, resource, verb) triples granted by the rendered ClusterRole and Roles.
+fn granted(objs: &[Value]) -> BTreeSet<(String, String, String)> {
+    let mut set = BTreeSet::new();
+    for role in objs.iter().filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role") {
+        for rule in role["rules"].as_array().expect("rules") {
+            let strings = |k: &str| -> Vec<String> {
+                rule[k]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .unwrap_or_default()
+            };
+            for g in strings("apiGroups") {
+                for r in strings("resources") {
+                    for v in strings("verbs") {
+                        assert!(
+                            g != "*" && r != "*" && v != "*",
+                            "wildcard in {}: {rule}",
+                            role["metadata"]["name"]
+                        );
+                        set.insert((g.clone(), r.clone(), v));
+                    }
+                }
+            }
+        }
+    }
+    set
+}
+
+#[test]
+fn rbac_grants_exactly_the_api_calls_the_operator_makes() {
+    let Some(objs) = rendered() else { return };
+    let needed: BTreeSet<(String, String, String)> = kcp_operator::api_calls::API_CALLS
+        .iter()
+        .flat_map(|c| {
+            c.verbs
+                .iter()
+                .map(|v| (c.group.to_owned(), c.resource.to_owned(), (*v).to_owned()))
+        })
+        .collect();
+    let granted = granted(&objs);
+    let missing: Vec<_> = needed.difference(&granted).collect();
+    let extra: Vec<_> = granted.difference(&needed).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "manifests/operator/rbac.yaml disagrees with operator/src/api_calls.rs\nmissing: {missing:?}\nextra: {extra:?}"
+    );
+    // Leader election rights stay in the operator's namespace.
+    for role in objs.iter().filter(|o| o["kind"] == "ClusterRole") {
+        assert!(
+            !role.to_string().contains("leases"),
+            "leases must be granted by a namespaced Role, not a ClusterRole"
+        );
+    }
+}
+
+#[test]
+fn operator_deployment_is_hardened_and_highly_available() {
+    let Some(objs) = rendered() else { return };
+    let d = objs
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("operator Deployment");
+    assert_eq!(d["spec"]["replicas"], 2, "two replicas with leader election");
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    for c in pod["containers"].as_array().expect("containers") {
+        let sc = &c["securityContext"];
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{}", c["name"]);
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{}", c["name"]);
+        assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{}", c["name"]);
+        assert!(c["livenessProbe"].is_object() && c["readinessProbe"].is_object());
+        assert!(c["resources"]["requests"].is_object() && c["resources"]["limits"].is_object());
+        assert!(
+            !c["image"].as_str().unwrap_or_default().ends_with(":latest"),
+            "pin the image"
+        );
+    }
+    assert_eq!(
+        pod["serviceAccountName"], "kcp-operator",
+        "the operator runs as the ServiceAccount the RBAC binds"
+    );
+}
+
+#[test]
+fn argocd_health_check_reads_the_conditions() {
+    let Some(lua) = tool("lua5.4", "apt-get install lua5.4") else {
+        return;
+    };
+    let out = run(Command::new(lua).arg(repo().join("manifests/argocd/health_test.lua")));
+    assert!(out.contains(", 0 failed"), "{out}");
+}
+
+/// Instructions joined across `\` continuations, comments dropped.
+fn dockerfile_instructions(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('#') || (t.is_empty() && cur.is_empty()) {
+            continue;
+        }
+        let (body, cont) = match t.strip_suffix('\\') {
+            Some(b) => (b, true),
+            None => (t, false),
+        };
+        cur.push_str(body.trim());
+        cur.push(' ');
+        if !cont {
+            out.push(cur.trim().to_owned());
+            cur.clear();
+        }
+    }
+    out
+}
+
+#[test]
+fn dockerfiles_are_well_formed_multi_stage_non_root_and_build_like_ci() {
+    const KNOWN: &[&str] = &[
+        "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
+        "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
+    ];
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).expect(".ci/run");
+    assert!(ci.contains(".ci/build-deps.sh"), ".ci/run installs with .ci/build-deps.sh");
+    for (file, package) in [("images/sidecar.Dockerfile", "kcp-sidecar"), ("images/operator.Dockerfile", "kcp-operator")] {
+        let text = std::fs::read_to_string(repo().join(file)).expect("Dockerfile");
+        let ins = dockerfile_instructions(&text);
+        for i in &ins {
+            let word = i.split_whitespace().next().unwrap_or_default();
+            assert!(KNOWN.contains(&word), "{file}: unknown instruction {word:?} in {i:?}");
+        }
+        let froms: Vec<&String> = ins.iter().filter(|i| i.starts_with("FROM ")).collect();
+        assert!(froms.len() >= 2, "{file}: multi-stage build");
+        assert!(
+            froms.last().is_some_and(|f| f.contains("distroless") && f.contains("nonroot")),
+            "{file}: small non-root runtime image"
+        );
+        let runtime = &ins[ins.iter().rposition(|i| i.starts_with("FROM ")).expect("FROM")..];
+        assert!(
+            runtime.iter().any(|i| i.starts_with("USER ") && !i.contains(" 0") && !i.contains("root")),
+            "{file}: runtime stage runs as a non-root USER"
+        );
+        assert!(
+            !runtime.iter().any(|i| i.starts_with("RUN ")),
+            "{file}: the runtime stage needs no shell"
+        );
+        assert!(
+            ins.iter().any(|i| i.starts_with("RUN .ci/build-deps.sh")),
+            "{file}: installs build dependencies exactly as CI does"
+        );
+        let build = format!("cargo build --release --locked -p {package} --bin {package}");
+        assert!(ins.iter().any(|i| i.contains(&build)), "{file}: runs `{build}`");
+        let entry = format!("ENTRYPOINT [\"/usr/local/bin/{package}\"]");
+        assert!(ins.contains(&entry), "{file}: {entry}");
+        // The binary it builds exists in the workspace.
+        let main = repo().join(package.trim_start_matches("kcp-")).join("src/main.rs");
+        assert!(Path::new(&main).exists(), "{file}: {} has no main.rs", package);
+    }
+}
