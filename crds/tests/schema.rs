@@ -496,3 +496,171 @@ fn committed_api_reference_matches_the_code() {
         kcp_crds::apidoc::API_DOC_PATH
     );
 }
+
+/// Malformed objects of every sort a hand-edited or generated manifest produces: each is refused
+/// at `kubectl apply` (the operator never sees it). Objects the schema cannot judge (a pod
+/// template the operator cannot parse) are the operator's `InvalidSpec` tests.
+#[test]
+fn malformed_resources_are_all_refused() {
+    let api = ApiServer::new();
+    let long = "x".repeat(5000);
+    let many_topics: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    let many_props: serde_json::Map<String, Value> = (0..65)
+        .map(|i| (format!("fetch.k{i}"), json!("1")))
+        .collect();
+    let cases: Vec<(&str, Value)> = vec![
+        ("spec missing", with(good(), "spec", Value::Null)),
+        ("spec is a string", with(good(), "spec", json!("oops"))),
+        (
+            "kafka is a list",
+            with(good(), "spec/kafka", json!(["kafka:9092"])),
+        ),
+        (
+            "endpoint missing",
+            with(good(), "spec/endpoint", Value::Null),
+        ),
+        (
+            "topics is a string",
+            with(good(), "spec/kafka/topics", json!("orders")),
+        ),
+        (
+            "topic is a number",
+            with(good(), "spec/kafka/topics", json!([42])),
+        ),
+        (
+            "empty topic name",
+            with(good(), "spec/kafka/topics", json!([""])),
+        ),
+        (
+            "65 topics",
+            with(good(), "spec/kafka/topics", json!(many_topics)),
+        ),
+        (
+            "65 clientConfig keys",
+            with(good(), "spec/kafka/clientConfig", Value::Object(many_props)),
+        ),
+        (
+            "clientConfig value is a number",
+            with(
+                good(),
+                "spec/kafka/clientConfig",
+                json!({"fetch.max.bytes": 1048576}),
+            ),
+        ),
+        (
+            "5000-char bootstrap",
+            with(good(), "spec/kafka/bootstrapServers", json!(long)),
+        ),
+        (
+            "empty bootstrap",
+            with(good(), "spec/kafka/bootstrapServers", json!("")),
+        ),
+        ("replicas 1001", with(good(), "spec/replicas", json!(1001))),
+        (
+            "replicas 2^40",
+            with(good(), "spec/replicas", json!(1_u64 << 40)),
+        ),
+        ("replicas 1.5", with(good(), "spec/replicas", json!(1.5))),
+        (
+            "maxInFlight 10001",
+            with(good(), "spec/delivery/maxInFlight", json!(10001)),
+        ),
+        (
+            "maxAttempts -1",
+            with(good(), "spec/delivery/retry/maxAttempts", json!(-1)),
+        ),
+        (
+            "multiplier 0.5",
+            with(good(), "spec/delivery/retry/multiplier", json!(0.5)),
+        ),
+        (
+            "multiplier 100",
+            with(good(), "spec/delivery/retry/multiplier", json!(100)),
+        ),
+        (
+            "duration as number",
+            with(good(), "spec/delivery/commitInterval", json!(1000)),
+        ),
+        (
+            "empty duration",
+            with(good(), "spec/endpoint/connectTimeout", json!("")),
+        ),
+        (
+            "suspend as string",
+            with(good(), "spec/suspend", json!("yes")),
+        ),
+        (
+            "path without slash",
+            with(good(), "spec/endpoint/path", json!("events")),
+        ),
+        (
+            "method GET",
+            with(good(), "spec/endpoint/method", json!("GET")),
+        ),
+        (
+            "header name with space",
+            with(good(), "spec/endpoint/actionHeader", json!("X Action")),
+        ),
+        (
+            "33 static headers",
+            with(
+                good(),
+                "spec/endpoint/headers",
+                json!(
+                    (0..33)
+                        .map(|i| (format!("h{i}"), json!("v")))
+                        .collect::<serde_json::Map<_, _>>()
+                ),
+            ),
+        ),
+        (
+            "bodyAck without pointer",
+            with(good(), "spec/endpoint/bodyAck", json!({"equals": "0"})),
+        ),
+        (
+            "sasl without secret",
+            with(
+                good(),
+                "spec/kafka/auth/sasl",
+                json!({"mechanism": "PLAIN"}),
+            ),
+        ),
+        (
+            "unknown top-level spec field",
+            with(good(), "spec/replica", json!(2)),
+        ),
+        (
+            "unknown delivery field",
+            with(good(), "spec/delivery/maxInflight", json!(2)),
+        ),
+        (
+            "admin port 0",
+            with(good(), "spec/sidecar/adminPort", json!(0)),
+        ),
+        (
+            "log level verbose",
+            with(good(), "spec/sidecar/logLevel", json!("verbose")),
+        ),
+        (
+            "template is a string",
+            with(good(), "spec/template", json!("pod.yaml")),
+        ),
+        (
+            "container without name",
+            with(
+                good(),
+                "spec/template",
+                json!({"spec": {"containers": [{"image": "x"}]}}),
+            ),
+        ),
+    ];
+    let admitted: Vec<&str> = cases
+        .iter()
+        .filter(|(_, obj)| api.admit(obj, None).is_empty())
+        .map(|(name, _)| *name)
+        .collect();
+    assert!(
+        admitted.is_empty(),
+        "admitted but should be refused: {admitted:?}"
+    );
+}
