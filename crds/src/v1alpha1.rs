@@ -510,7 +510,9 @@ pub struct LagStatus {
     /// Lag per partition.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<PartitionLag>,
-    /// When these figures were read from Kafka. Old while Kafka is unreachable.
+    /// When these figures last changed. The operator re-reads them from Kafka every refresh
+    /// interval (30s by default) and writes only when they change; `stale` says whether the
+    /// last read failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Time>,
     /// True when the last attempt to read them failed and these are older figures.

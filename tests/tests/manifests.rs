@@ -56,13 +56,21 @@ fn yaml_docs(text: &str) -> Vec<Value> {
 /// The objects `kubectl apply -k manifests/` would create, rendered by kubectl's kustomize.
 fn rendered() -> Option<Vec<Value>> {
     let kubectl = tool("kubectl", "install kubectl (it bundles kustomize)")?;
-    let out = run(Command::new(kubectl).arg("kustomize").arg(repo().join("manifests")));
+    let out = run(Command::new(kubectl)
+        .arg("kustomize")
+        .arg(repo().join("manifests")));
     Some(yaml_docs(&out))
 }
 
 fn kinds(objs: &[Value]) -> Vec<String> {
     objs.iter()
-        .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or("?"), o["metadata"]["name"].as_str().unwrap_or("?")))
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or("?"),
+                o["metadata"]["name"].as_str().unwrap_or("?")
+            )
+        })
         .collect()
 }
 
@@ -107,7 +115,10 @@ fn every_installed_object_and_example_validates_against_kubernetes_schemas() {
         let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
         for doc in yaml_docs(&text) {
             if doc["kind"] != "KafkaConsumerProxy" {
-                builtin.push_str(&format!("---\n{}", serde_yaml::to_string(&doc).expect("yaml")));
+                builtin.push_str(&format!(
+                    "---\n{}",
+                    serde_yaml::to_string(&doc).expect("yaml")
+                ));
             }
         }
     }
@@ -120,7 +131,10 @@ fn every_installed_object_and_example_validates_against_kubernetes_schemas() {
     // The validator is not a rubber stamp: a wrong type in the operator Deployment is refused.
     let broken = std::fs::read_to_string(&rendered_file)
         .expect("read")
-        .replace("terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: thirty");
+        .replace(
+            "terminationGracePeriodSeconds: 30",
+            "terminationGracePeriodSeconds: thirty",
+        );
     let broken_file = dir.join("broken.yaml");
     std::fs::write(&broken_file, broken).expect("write");
     let status = Command::new(validate)
@@ -128,18 +142,29 @@ fn every_installed_object_and_example_validates_against_kubernetes_schemas() {
         .arg(&broken_file)
         .output()
         .expect("runs");
-    assert!(!status.status.success(), "the validator accepted a broken Deployment");
+    assert!(
+        !status.status.success(),
+        "the validator accepted a broken Deployment"
+    );
 }
 
 /// (apiGroup, resource, verb) triples granted by the rendered ClusterRole and Roles.
 fn granted(objs: &[Value]) -> BTreeSet<(String, String, String)> {
     let mut set = BTreeSet::new();
-    for role in objs.iter().filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role") {
+    for role in objs
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+    {
         for rule in role["rules"].as_array().expect("rules") {
             let strings = |k: &str| -> Vec<String> {
                 rule[k]
                     .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
             for g in strings("apiGroups") {
@@ -193,15 +218,26 @@ fn operator_deployment_is_hardened_and_highly_available() {
         .iter()
         .find(|o| o["kind"] == "Deployment")
         .expect("operator Deployment");
-    assert_eq!(d["spec"]["replicas"], 2, "two replicas with leader election");
+    assert_eq!(
+        d["spec"]["replicas"], 2,
+        "two replicas with leader election"
+    );
     let pod = &d["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     for c in pod["containers"].as_array().expect("containers") {
         let sc = &c["securityContext"];
         assert_eq!(sc["allowPrivilegeEscalation"], false, "{}", c["name"]);
         assert_eq!(sc["readOnlyRootFilesystem"], true, "{}", c["name"]);
-        assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{}", c["name"]);
+        assert_eq!(
+            sc["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{}",
+            c["name"]
+        );
         assert!(c["livenessProbe"].is_object() && c["readinessProbe"].is_object());
         assert!(c["resources"]["requests"].is_object() && c["resources"]["limits"].is_object());
         assert!(
@@ -250,27 +286,58 @@ fn dockerfile_instructions(text: &str) -> Vec<String> {
 #[test]
 fn dockerfiles_are_well_formed_multi_stage_non_root_and_build_like_ci() {
     const KNOWN: &[&str] = &[
-        "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
-        "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
+        "FROM",
+        "RUN",
+        "CMD",
+        "LABEL",
+        "EXPOSE",
+        "ENV",
+        "ADD",
+        "COPY",
+        "ENTRYPOINT",
+        "VOLUME",
+        "USER",
+        "WORKDIR",
+        "ARG",
+        "ONBUILD",
+        "STOPSIGNAL",
+        "HEALTHCHECK",
+        "SHELL",
     ];
     let ci = std::fs::read_to_string(repo().join(".ci/run")).expect(".ci/run");
-    assert!(ci.contains(".ci/build-deps.sh"), ".ci/run installs with .ci/build-deps.sh");
-    for (file, package) in [("images/sidecar.Dockerfile", "kcp-sidecar"), ("images/operator.Dockerfile", "kcp-operator")] {
+    assert!(
+        ci.contains(".ci/build-deps.sh"),
+        ".ci/run installs with .ci/build-deps.sh"
+    );
+    for (file, package) in [
+        ("images/sidecar.Dockerfile", "kcp-sidecar"),
+        ("images/operator.Dockerfile", "kcp-operator"),
+    ] {
         let text = std::fs::read_to_string(repo().join(file)).expect("Dockerfile");
         let ins = dockerfile_instructions(&text);
         for i in &ins {
             let word = i.split_whitespace().next().unwrap_or_default();
-            assert!(KNOWN.contains(&word), "{file}: unknown instruction {word:?} in {i:?}");
+            assert!(
+                KNOWN.contains(&word),
+                "{file}: unknown instruction {word:?} in {i:?}"
+            );
         }
         let froms: Vec<&String> = ins.iter().filter(|i| i.starts_with("FROM ")).collect();
         assert!(froms.len() >= 2, "{file}: multi-stage build");
         assert!(
-            froms.last().is_some_and(|f| f.contains("distroless") && f.contains("nonroot")),
+            froms
+                .last()
+                .is_some_and(|f| f.contains("distroless") && f.contains("nonroot")),
             "{file}: small non-root runtime image"
         );
-        let runtime = &ins[ins.iter().rposition(|i| i.starts_with("FROM ")).expect("FROM")..];
+        let runtime = &ins[ins
+            .iter()
+            .rposition(|i| i.starts_with("FROM "))
+            .expect("FROM")..];
         assert!(
-            runtime.iter().any(|i| i.starts_with("USER ") && !i.contains(" 0") && !i.contains("root")),
+            runtime
+                .iter()
+                .any(|i| i.starts_with("USER ") && !i.contains(" 0") && !i.contains("root")),
             "{file}: runtime stage runs as a non-root USER"
         );
         assert!(
@@ -282,11 +349,20 @@ fn dockerfiles_are_well_formed_multi_stage_non_root_and_build_like_ci() {
             "{file}: installs build dependencies exactly as CI does"
         );
         let build = format!("cargo build --release --locked -p {package} --bin {package}");
-        assert!(ins.iter().any(|i| i.contains(&build)), "{file}: runs `{build}`");
+        assert!(
+            ins.iter().any(|i| i.contains(&build)),
+            "{file}: runs `{build}`"
+        );
         let entry = format!("ENTRYPOINT [\"/usr/local/bin/{package}\"]");
         assert!(ins.contains(&entry), "{file}: {entry}");
         // The binary it builds exists in the workspace.
-        let main = repo().join(package.trim_start_matches("kcp-")).join("src/main.rs");
-        assert!(Path::new(&main).exists(), "{file}: {} has no main.rs", package);
+        let main = repo()
+            .join(package.trim_start_matches("kcp-"))
+            .join("src/main.rs");
+        assert!(
+            Path::new(&main).exists(),
+            "{file}: {} has no main.rs",
+            package
+        );
     }
 }

@@ -1,0 +1,330 @@
+//! Validation: the cross-field rules the CRD schema cannot express, and the parse of the raw
+//! `spec.template` into a `PodTemplateSpec`.
+//!
+//! Pure. No client, no clock. Produces [`Validated`], consumed by `build`, `status` and the
+//! lag probe; every problem is reported at once in one [`InvalidSpec`].
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::{
+    api::core::v1::{Container, PodTemplateSpec},
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
+use kcp_crds::{KafkaConsumerProxy, KafkaConsumerProxySpec, SidecarConfig};
+use kube::Resource;
+use sha2::{Digest, Sha256};
+
+use super::build::{CONFIG_VOLUME, INSTANCE_LABEL, SIDECAR_CONTAINER, TLS_VOLUME};
+
+/// Longest resource name: the name is a label value (`kafkaproxy.io/instance`), at most 63.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// A resource that passed validation, with everything later stages need already derived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    pub name: String,
+    pub namespace: String,
+    /// `metadata.generation` (absent only on objects not read from an API server).
+    pub generation: Option<i64>,
+    /// Controller owner reference for the children.
+    pub owner: OwnerReference,
+    pub spec: KafkaConsumerProxySpec,
+    /// The sidecar config, every default resolved.
+    pub config: SidecarConfig,
+    /// `config` as written into the ConfigMap.
+    pub config_json: String,
+    /// Hex SHA-256 of `config_json`; a pod-template annotation, so a config change rolls pods.
+    pub config_hash: String,
+    /// The app's pod template; `None` runs the sidecar alone (`endpoint.url`).
+    pub template: Option<PodTemplateSpec>,
+    /// Dead-letter topics in use, sorted, without duplicates.
+    pub dead_letter_topics: Vec<String>,
+}
+
+/// Everything wrong with a spec, for the `InvalidSpec` condition and Warning Event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.join("; "))]
+pub struct InvalidSpec {
+    pub problems: Vec<String>,
+}
+
+/// Checks `kcp` and derives what the later stages need.
+pub fn validate(kcp: &KafkaConsumerProxy) -> Result<Validated, InvalidSpec> {
+    let mut problems = Vec::new();
+    let meta = kcp.meta();
+    let name = meta.name.clone().unwrap_or_default();
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    if name.len() > MAX_NAME_LEN {
+        problems.push(format!(
+            "metadata.name is {} characters long; at most {MAX_NAME_LEN} are allowed because it is used as a label value",
+            name.len()
+        ));
+    }
+    let owner = kcp.controller_owner_ref(&());
+    if owner.is_none() || meta.uid.is_none() {
+        problems.push("resource has no name or uid: it must be read from the API server".into());
+    }
+
+    let spec = &kcp.spec;
+    let config = match SidecarConfig::render(kcp) {
+        Ok(config) => {
+            problems.extend(config.problems());
+            Some(config)
+        }
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+
+    let template = match &spec.template {
+        None => {
+            if spec.endpoint.port.is_some() {
+                problems.push(
+                    "spec.template is required when endpoint.port is set: the port belongs to your app's container".into(),
+                );
+            }
+            None
+        }
+        Some(raw) => match serde_path_to_error::deserialize::<_, PodTemplateSpec>(raw) {
+            Ok(t) => {
+                check_template(&t, spec, &name, &mut problems);
+                Some(t)
+            }
+            Err(e) => {
+                let path = e.path().to_string();
+                problems.push(format!(
+                    "spec.template{} is not a valid pod template: {}",
+                    if path == "." {
+                        String::new()
+                    } else {
+                        format!(".{path}")
+                    },
+                    e.into_inner()
+                ));
+                None
+            }
+        },
+    };
+
+    let admin_port = spec.sidecar.admin_port;
+    if spec.endpoint.port == Some(admin_port) {
+        problems.push(format!(
+            "endpoint.port and sidecar.adminPort are both {admin_port}: the app and the sidecar share the pod's network, pick another sidecar.adminPort"
+        ));
+    }
+
+    let dead_letter_topics: Vec<String> = config
+        .as_ref()
+        .map(|c| {
+            c.kafka
+                .topics
+                .iter()
+                .map(|t| c.delivery.dead_letter_topic_for(t))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(c) = &config {
+        for t in &c.kafka.topics {
+            let dlq = c.delivery.dead_letter_topic_for(t);
+            if c.kafka.topics.contains(&dlq) {
+                problems.push(format!(
+                    "the dead-letter topic of {t:?} is {dlq:?}, which is also a source topic: failed records would be consumed again; set delivery.deadLetter.topic or rename the topics"
+                ));
+            }
+        }
+    }
+
+    match (config, owner) {
+        (Some(config), Some(owner)) if problems.is_empty() => {
+            let config_json = config.to_json_pretty();
+            let config_hash = hex::encode(Sha256::digest(config_json.as_bytes()));
+            Ok(Validated {
+                name,
+                namespace,
+                generation: meta.generation,
+                owner,
+                spec: spec.clone(),
+                config,
+                config_json,
+                config_hash,
+                template,
+                dead_letter_topics,
+            })
+        }
+        _ => Err(InvalidSpec { problems }),
+    }
+}
+
+/// Rules on the app's template: names we add must be free, the admin port must be free, the
+/// pods must be restartable by a Deployment, and our selector label must stay ours.
+fn check_template(
+    t: &PodTemplateSpec,
+    spec: &KafkaConsumerProxySpec,
+    name: &str,
+    problems: &mut Vec<String>,
+) {
+    let Some(pod) = &t.spec else {
+        problems.push("spec.template.spec is required".into());
+        return;
+    };
+    if pod.containers.is_empty() {
+        problems.push("spec.template.spec.containers must list at least one container".into());
+    }
+    let init = pod.init_containers.as_deref().unwrap_or_default();
+    let all: Vec<&Container> = pod.containers.iter().chain(init).collect();
+    if all.iter().any(|c| c.name == SIDECAR_CONTAINER) {
+        problems.push(format!(
+            "spec.template has a container named {SIDECAR_CONTAINER:?}; that name is reserved for the sidecar"
+        ));
+    }
+    for v in pod.volumes.as_deref().unwrap_or_default() {
+        if v.name == CONFIG_VOLUME || v.name == TLS_VOLUME {
+            problems.push(format!(
+                "spec.template has a volume named {:?}; that name is reserved for the sidecar",
+                v.name
+            ));
+        }
+    }
+    if let Some(policy) = pod.restart_policy.as_deref()
+        && policy != "Always"
+    {
+        problems.push(format!(
+            "spec.template.spec.restartPolicy is {policy:?}; pods of a Deployment must use \"Always\" (or leave it unset)"
+        ));
+    }
+    let admin_port = spec.sidecar.admin_port;
+    for c in &all {
+        for p in c.ports.as_deref().unwrap_or_default() {
+            if p.container_port == admin_port {
+                problems.push(format!(
+                    "container {:?} uses port {admin_port}, which is sidecar.adminPort: set spec.sidecar.adminPort to a free port",
+                    c.name
+                ));
+            }
+        }
+    }
+    if let Some(v) = t
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get(INSTANCE_LABEL))
+        && v != name
+    {
+        problems.push(format!(
+            "spec.template.metadata.labels[{INSTANCE_LABEL:?}] is {v:?}; the operator sets it to the resource name {name:?} to select the pods: remove it"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::testing::{kcp_from, port_app_spec, url_spec};
+    use serde_json::json;
+
+    #[test]
+    fn a_valid_app_resource_yields_config_and_template() {
+        let v = validate(&kcp_from(port_app_spec())).expect("valid");
+        assert_eq!(v.config.endpoint.url, "http://127.0.0.1:8080/events");
+        assert_eq!(v.config.kafka.group_id, "shop.orders");
+        assert_eq!(v.template.as_ref().map(|t| t.spec.is_some()), Some(true));
+        assert_eq!(v.dead_letter_topics, vec!["orders-dlq".to_string()]);
+        assert_eq!(v.config_hash.len(), 64);
+        assert_eq!(v.owner.controller, Some(true));
+    }
+
+    #[test]
+    fn an_unparsable_template_is_invalid_spec_with_the_path() {
+        let mut spec = port_app_spec();
+        spec["template"]["spec"]["containers"][0]["ports"] = json!([{"containerPort": "eighty"}]);
+        let err = validate(&kcp_from(spec)).expect_err("invalid");
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert!(
+            err.problems[0].contains("spec.template.spec.containers[0].ports[0].containerPort"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_app_container_on_the_admin_port_is_refused() {
+        let mut spec = port_app_spec();
+        spec["template"]["spec"]["containers"][0]["ports"] = json!([{"containerPort": 9090}]);
+        let err = validate(&kcp_from(spec)).expect_err("conflict");
+        assert!(err.to_string().contains("sidecar.adminPort"), "{err}");
+    }
+
+    #[test]
+    fn the_endpoint_port_may_not_be_the_admin_port() {
+        let mut spec = port_app_spec();
+        spec["sidecar"] = json!({"adminPort": 8080});
+        let err = validate(&kcp_from(spec)).expect_err("conflict");
+        assert!(
+            err.to_string()
+                .contains("endpoint.port and sidecar.adminPort"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reserved_names_restart_policy_and_selector_label_are_checked_together() {
+        let mut spec = port_app_spec();
+        spec["template"]["spec"]["containers"][0]["name"] = json!("kcp-sidecar");
+        spec["template"]["spec"]["volumes"] = json!([{"name": "kcp-config", "emptyDir": {}}]);
+        spec["template"]["spec"]["restartPolicy"] = json!("Never");
+        spec["template"]["metadata"] = json!({"labels": {"kafkaproxy.io/instance": "other"}});
+        let err = validate(&kcp_from(spec)).expect_err("invalid");
+        assert_eq!(err.problems.len(), 4, "every problem at once: {err}");
+    }
+
+    #[test]
+    fn a_dead_letter_topic_that_is_also_a_source_topic_is_refused() {
+        let mut spec = url_spec();
+        spec["kafka"]["topics"] = json!(["a", "a-dlq"]);
+        let err = validate(&kcp_from(spec)).expect_err("loop");
+        assert!(err.to_string().contains("also a source topic"), "{err}");
+
+        let mut spec = url_spec();
+        spec["kafka"]["topics"] = json!(["a", "b"]);
+        spec["delivery"] = json!({"deadLetter": {"topic": "b"}});
+        assert!(validate(&kcp_from(spec)).is_err());
+    }
+
+    #[test]
+    fn port_without_template_is_refused_even_if_the_schema_was_bypassed() {
+        let mut spec = port_app_spec();
+        spec.as_object_mut().map(|m| m.remove("template"));
+        let err = validate(&kcp_from(spec)).expect_err("no template");
+        assert!(
+            err.to_string().contains("spec.template is required"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sidecar_config_problems_are_reported() {
+        let mut spec = url_spec();
+        spec["endpoint"]["headers"] = json!({"bad header": "x"});
+        let err = validate(&kcp_from(spec)).expect_err("bad header");
+        assert!(
+            err.to_string().contains("not a valid HTTP header name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn long_names_are_refused() {
+        let mut kcp = kcp_from(url_spec());
+        kcp.metadata.name = Some("x".repeat(64));
+        assert!(validate(&kcp).is_err());
+    }
+
+    #[test]
+    fn objects_not_read_from_the_api_server_are_refused() {
+        let mut kcp = kcp_from(url_spec());
+        kcp.metadata.uid = None;
+        assert!(validate(&kcp).is_err());
+    }
+}
