@@ -55,11 +55,25 @@ fn yaml_docs(text: &str) -> Vec<Value> {
 
 /// The objects `kubectl apply -k manifests/` would create, rendered by kubectl's kustomize.
 fn rendered() -> Option<Vec<Value>> {
+    rendered_at("manifests")
+}
+
+fn rendered_at(dir: &str) -> Option<Vec<Value>> {
     let kubectl = tool("kubectl", "install kubectl (it bundles kustomize)")?;
-    let out = run(Command::new(kubectl)
-        .arg("kustomize")
-        .arg(repo().join("manifests")));
+    let out = run(Command::new(kubectl).arg("kustomize").arg(repo().join(dir)));
     Some(yaml_docs(&out))
+}
+
+/// Every (group, resource, verb) the operator's code uses, from `operator/src/api_calls.rs`.
+fn needed() -> BTreeSet<(String, String, String)> {
+    kcp_operator::api_calls::API_CALLS
+        .iter()
+        .flat_map(|c| {
+            c.verbs
+                .iter()
+                .map(|v| (c.group.to_owned(), c.resource.to_owned(), (*v).to_owned()))
+        })
+        .collect()
 }
 
 fn kinds(objs: &[Value]) -> Vec<String> {
@@ -99,6 +113,9 @@ fn every_installed_object_and_example_validates_against_kubernetes_schemas() {
     let Some(validate) = tool("kubernetes-validate", "pip install kubernetes-validate") else {
         return;
     };
+    let Some(single_namespace) = rendered_at("manifests/overlays/single-namespace") else {
+        return;
+    };
     let dir = std::env::temp_dir().join(format!("kcp-manifests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let rendered_file = dir.join("rendered.yaml");
@@ -107,6 +124,12 @@ fn every_installed_object_and_example_validates_against_kubernetes_schemas() {
         .map(|o| format!("---\n{}", serde_yaml::to_string(o).expect("serializes")))
         .collect();
     std::fs::write(&rendered_file, text).expect("write");
+    let overlay_file = dir.join("single-namespace.yaml");
+    let overlay: String = single_namespace
+        .iter()
+        .map(|o| format!("---\n{}", serde_yaml::to_string(o).expect("serializes")))
+        .collect();
+    std::fs::write(&overlay_file, overlay).expect("write");
     // Built-in kinds of the examples (the Secret); the KafkaConsumerProxy objects themselves are
     // checked against the CRD by crds/tests/schema.rs.
     let examples = dir.join("examples.yaml");
@@ -123,7 +146,7 @@ fn every_installed_object_and_example_validates_against_kubernetes_schemas() {
         }
     }
     std::fs::write(&examples, builtin).expect("write");
-    for file in [&rendered_file, &examples] {
+    for file in [&rendered_file, &overlay_file, &examples] {
         run(Command::new(validate)
             .args(["--strict", "--kubernetes-version", "1.33.0", "--quiet"])
             .arg(file));
@@ -187,14 +210,7 @@ fn granted(objs: &[Value]) -> BTreeSet<(String, String, String)> {
 #[test]
 fn rbac_grants_exactly_the_api_calls_the_operator_makes() {
     let Some(objs) = rendered() else { return };
-    let needed: BTreeSet<(String, String, String)> = kcp_operator::api_calls::API_CALLS
-        .iter()
-        .flat_map(|c| {
-            c.verbs
-                .iter()
-                .map(|v| (c.group.to_owned(), c.resource.to_owned(), (*v).to_owned()))
-        })
-        .collect();
+    let needed = needed();
     let granted = granted(&objs);
     let missing: Vec<_> = needed.difference(&granted).collect();
     let extra: Vec<_> = granted.difference(&needed).collect();
@@ -209,6 +225,44 @@ fn rbac_grants_exactly_the_api_calls_the_operator_makes() {
             "leases must be granted by a namespaced Role, not a ClusterRole"
         );
     }
+}
+
+#[test]
+fn single_namespace_overlay_grants_the_same_calls_in_one_namespace_only() {
+    let Some(objs) = rendered_at("manifests/overlays/single-namespace") else {
+        return;
+    };
+    assert!(
+        !objs
+            .iter()
+            .any(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding"),
+        "no cluster-wide grants in single-namespace mode: {:?}",
+        kinds(&objs)
+    );
+    assert_eq!(
+        granted(&objs),
+        needed(),
+        "namespaced Roles grant exactly the operator's calls"
+    );
+    let watched = objs
+        .iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "kcp-operator")
+        .and_then(|r| r["metadata"]["namespace"].as_str())
+        .expect("a Role for the watched namespace");
+    let deployment = objs
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("operator Deployment");
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    let ns = env
+        .as_array()
+        .and_then(|e| e.iter().find(|v| v["name"] == "KCP_NAMESPACE"))
+        .and_then(|v| v["value"].as_str());
+    assert_eq!(
+        ns,
+        Some(watched),
+        "the operator watches the namespace its Role covers"
+    );
 }
 
 #[test]
