@@ -1,1 +1,24 @@
-//! Placeholder: filled in by its own issue.
+//! The kafka-consumer-proxy sidecar: consumes Kafka records and delivers each one to an HTTP
+//! endpoint, committing only what is finished.
+//!
+//! Stages, one module each: [`consumer`] (librdkafka setup and callbacks) → [`dispatch`]
+//! (ordering lanes, buffer budgets) → [`deliver`] (per-record state machine) → [`forward`]
+//! (HTTP, and the pure reply contract in [`forward::classify`]) → [`deadletter`] (producer) →
+//! [`offsets`] (pure commit bookkeeping) → [`commit`] (the only code that commits). [`pipeline`]
+//! wires them and is the one entry point: [`Pipeline`] / [`run`]. [`stats`] is the observability
+//! handle. The delivery contract is written down in `sidecar/DELIVERY.md`.
+
+pub mod commit;
+pub mod consumer;
+pub mod deadletter;
+pub mod deliver;
+pub mod dispatch;
+pub mod forward;
+pub mod offsets;
+pub mod pipeline;
+pub mod record;
+pub mod retry;
+pub mod stats;
+
+pub use pipeline::{Pipeline, PipelineError, run};
+pub use stats::{Stats, StatsSnapshot};

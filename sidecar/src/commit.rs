@@ -1,0 +1,165 @@
+//! The only code that commits offsets.
+//!
+//! Guarantee: never commits past an unfinished record. Every offset committed here comes from
+//! [`OffsetTracker::to_commit`], which never passes the lowest unfinished offset of a partition.
+//! Commits happen every `commitInterval` ([`commit_async`], from the poll thread), synchronously
+//! when partitions are revoked (after their in-flight records finished or `drainTimeout`
+//! passed) and at shutdown ([`commit_sync`]). A synchronous commit's acknowledgement is recorded
+//! in the tracker and [`Stats`]; librdkafka does not report the outcome of a manual asynchronous
+//! commit, so the periodic one only records what it sent, and the synchronous commits compare
+//! against acknowledged offsets (a lost periodic commit is sent again). A failed commit is logged
+//! and retried by the next one: it can only cause redelivery, never loss.
+
+use std::sync::Mutex;
+
+use rdkafka::{
+    Offset, TopicPartitionList,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
+    error::{KafkaError, KafkaResult},
+};
+use tracing::{debug, warn};
+
+use crate::{
+    consumer::tps_of,
+    offsets::{NextOffset, OffsetTracker, Since},
+    record::Tp,
+    stats::Stats,
+};
+
+/// Why a synchronous commit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("committing offsets {offsets}")]
+    Commit {
+        offsets: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+fn list(offsets: &[(Tp, NextOffset)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+    for (tp, next) in offsets {
+        tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(next.get()))
+            .expect("invariant: a non-negative offset is always accepted");
+    }
+    tpl
+}
+
+fn describe(offsets: &[(Tp, NextOffset)]) -> String {
+    offsets
+        .iter()
+        .map(|(tp, n)| format!("{tp}@{n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn pending(
+    tracker: &Mutex<OffsetTracker<Tp>>,
+    only: Option<&[Tp]>,
+    since: Since,
+) -> Vec<(Tp, NextOffset)> {
+    tracker
+        .lock()
+        .expect("invariant: tracker lock never poisoned")
+        .to_commit(only, since)
+}
+
+/// Commits what moved since the last commit, without waiting (the periodic commit).
+pub fn commit_async<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tracker: &Mutex<OffsetTracker<Tp>>,
+    stats: &Stats,
+) {
+    let offsets = pending(tracker, None, Since::Requested);
+    if offsets.is_empty() {
+        return;
+    }
+    debug!(offsets = %describe(&offsets), "Committing");
+    match consumer.commit(&list(&offsets), CommitMode::Async) {
+        Ok(()) => {
+            // librdkafka does not report the outcome of a manual asynchronous commit to the
+            // application; a lost one is re-sent by the synchronous commit at revoke/shutdown.
+            let mut t = tracker
+                .lock()
+                .expect("invariant: tracker lock never poisoned");
+            for (tp, next) in &offsets {
+                t.requested(tp, *next);
+                stats.set_commit_requested(tp, next.get());
+            }
+        }
+        Err(e) => {
+            Stats::incr(&stats.commit_failures);
+            warn!(error = %e, offsets = %describe(&offsets), "Commit failed; retrying at the next interval");
+        }
+    }
+}
+
+/// Commits what moved for `only` (all partitions when `None`) and waits for Kafka's answer.
+pub fn commit_sync<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tracker: &Mutex<OffsetTracker<Tp>>,
+    only: Option<&[Tp]>,
+    stats: &Stats,
+) -> Result<usize, CommitError> {
+    let offsets = pending(tracker, only, Since::Acknowledged);
+    if offsets.is_empty() {
+        return Ok(0);
+    }
+    match consumer.commit(&list(&offsets), CommitMode::Sync) {
+        Ok(()) => {
+            debug!(offsets = %describe(&offsets), "Committed");
+            record(tracker, stats, &offsets);
+            Ok(offsets.len())
+        }
+        Err(source) => {
+            Stats::incr(&stats.commit_failures);
+            Err(CommitError::Commit {
+                offsets: describe(&offsets),
+                source,
+            })
+        }
+    }
+}
+
+fn record(tracker: &Mutex<OffsetTracker<Tp>>, stats: &Stats, offsets: &[(Tp, NextOffset)]) {
+    Stats::incr(&stats.commits);
+    let mut t = tracker
+        .lock()
+        .expect("invariant: tracker lock never poisoned");
+    for (tp, next) in offsets {
+        t.committed(tp, *next);
+        stats.set_committed(tp, next.get());
+    }
+}
+
+/// Records Kafka's answer to an asynchronous commit (the consumer's commit callback).
+pub fn commit_done(
+    tracker: &Mutex<OffsetTracker<Tp>>,
+    stats: &Stats,
+    result: &KafkaResult<()>,
+    offsets: &TopicPartitionList,
+) {
+    debug!(?result, offsets = offsets.count(), "Commit answered");
+    match result {
+        Ok(()) => {
+            let acked: Vec<(Tp, NextOffset)> = tps_of(offsets)
+                .into_iter()
+                .zip(offsets.elements())
+                .filter_map(|(tp, e)| match e.offset() {
+                    Offset::Offset(o) => Some((tp, NextOffset::at(o))),
+                    _ => None,
+                })
+                .collect();
+            if !acked.is_empty() {
+                record(tracker, stats, &acked);
+            }
+        }
+        // Nothing to commit is not a failure.
+        Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => {
+            Stats::incr(&stats.commit_failures);
+            warn!(error = %e, "Commit failed; retrying at the next interval");
+        }
+    }
+}

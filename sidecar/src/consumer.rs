@@ -1,0 +1,205 @@
+//! The Kafka consumer: client configuration and the rebalance/commit/error callbacks.
+//!
+//! Owns how a [`SidecarConfig`] becomes librdkafka properties ([`consumer_config`], and the
+//! connection/security part shared with the dead-letter producer, [`connection_config`]) and the
+//! [`ConsumerCtx`] whose callbacks run on the poll thread. It never commits (that is `commit`)
+//! and never decides what a rebalance does: it hands assignments and revocations to a
+//! [`RebalanceHandler`], which blocks the poll thread until revoked partitions are drained and
+//! committed; librdkafka acknowledges the revocation only when the handler returns.
+
+use std::sync::Arc;
+
+use kcp_crds::{
+    SidecarConfig,
+    config::{KafkaConfig, SASL_PASSWORD_ENV, SASL_USERNAME_ENV},
+    v1alpha1::InitialOffset,
+};
+use rdkafka::{
+    ClientConfig, ClientContext, TopicPartitionList,
+    config::RDKafkaLogLevel,
+    consumer::{BaseConsumer, ConsumerContext, Rebalance},
+    error::{KafkaError, KafkaResult},
+};
+use tracing::{debug, info, warn};
+
+use crate::{record::Tp, stats::Stats};
+
+/// librdkafka defaults the sidecar changes; `kafka.clientConfig` may override each of them.
+/// Prefetch is bounded (librdkafka's default queue is 64 MiB) so a backlog does not balloon memory.
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("partition.assignment.strategy", "cooperative-sticky"),
+    ("queued.max.messages.kbytes", "16384"),
+    ("queued.min.messages", "1000"),
+    ("fetch.max.bytes", "8388608"),
+    ("enable.partition.eof", "false"),
+    ("client.id", "kcp-sidecar"),
+];
+
+/// Why a Kafka client could not be configured.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("environment variable {0} is not set; SASL needs it")]
+    MissingCredential(&'static str),
+    #[error("creating the Kafka consumer")]
+    Create(#[source] KafkaError),
+    #[error("subscribing to {topics:?}")]
+    Subscribe {
+        topics: Vec<String>,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// Sets bootstrap servers and security: what every client of the cluster needs.
+pub fn connection_config(
+    c: &mut ClientConfig,
+    kafka: &KafkaConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConsumerError> {
+    c.set("bootstrap.servers", &kafka.bootstrap_servers);
+    let s = &kafka.security;
+    c.set("security.protocol", s.protocol.as_str());
+    if let Some(mechanism) = s.sasl_mechanism {
+        c.set("sasl.mechanism", mechanism.as_str());
+        let user =
+            env(SASL_USERNAME_ENV).ok_or(ConsumerError::MissingCredential(SASL_USERNAME_ENV))?;
+        let pass =
+            env(SASL_PASSWORD_ENV).ok_or(ConsumerError::MissingCredential(SASL_PASSWORD_ENV))?;
+        c.set("sasl.username", user);
+        c.set("sasl.password", pass);
+    }
+    for (key, file) in [
+        ("ssl.ca.location", &s.ca_file),
+        ("ssl.certificate.location", &s.cert_file),
+        ("ssl.key.location", &s.key_file),
+    ] {
+        if let Some(file) = file {
+            c.set(key, file);
+        }
+    }
+    Ok(())
+}
+
+/// Every consumer property: sidecar defaults, then `clientConfig`, then the keys the sidecar
+/// owns (group, static membership, manual offset handling, connection and security).
+pub fn consumer_config(
+    config: &SidecarConfig,
+    pod_name: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ClientConfig, ConsumerError> {
+    let k = &config.kafka;
+    let mut c = ClientConfig::new();
+    for (key, value) in CONSUMER_DEFAULTS {
+        c.set(*key, *value);
+    }
+    c.set(
+        "auto.offset.reset",
+        match k.initial_offset {
+            InitialOffset::Earliest => "earliest",
+            InitialOffset::Latest => "latest",
+        },
+    );
+    for (key, value) in &k.client_config {
+        c.set(key, value);
+    }
+    // Not via `config_map()`: it hides secrets behind a placeholder.
+    connection_config(&mut c, k, env)?;
+    c.set("group.id", &k.group_id);
+    if let Some(pod) = pod_name.filter(|p| !p.is_empty()) {
+        c.set("group.instance.id", pod);
+    }
+    c.set("enable.auto.commit", "false");
+    c.set("enable.auto.offset.store", "false");
+    Ok(c)
+}
+
+/// What the pipeline does when the group changes; called on the poll thread.
+pub trait RebalanceHandler: Send + Sync + 'static {
+    /// Partitions were assigned; called before librdkafka starts fetching them.
+    fn assigned(&self, consumer: &BaseConsumer<ConsumerCtx>, tps: &[Tp]);
+    /// Partitions are being revoked (or were lost); must return only once they are drained and
+    /// their offsets committed (or `drainTimeout` passed).
+    fn revoking(&self, consumer: &BaseConsumer<ConsumerCtx>, tps: &[Tp], lost: bool);
+    /// Kafka answered an asynchronous commit.
+    fn commit_done(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList);
+}
+
+/// The consumer's context: routes librdkafka callbacks to tracing, [`Stats`] and the handler.
+pub struct ConsumerCtx {
+    pub handler: Arc<dyn RebalanceHandler>,
+    pub stats: Arc<Stats>,
+}
+
+/// The partitions in a list.
+pub fn tps_of(tpl: &TopicPartitionList) -> Vec<Tp> {
+    tpl.elements()
+        .iter()
+        .map(|e| Tp::new(e.topic(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for ConsumerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(%error, reason, "Kafka client error; librdkafka keeps retrying");
+        self.stats
+            .set_last_error(format!("kafka: {error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        Stats::incr(&self.stats.rebalances);
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let tps = tps_of(tpl);
+                info!(partitions = ?tps.iter().map(Tp::to_string).collect::<Vec<_>>(), "Partitions assigned");
+                self.handler.assigned(consumer, &tps);
+                self.stats
+                    .joined
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            Rebalance::Revoke(tpl) => {
+                let tps = tps_of(tpl);
+                let lost = rdkafka::consumer::Consumer::assignment_lost(consumer);
+                info!(partitions = ?tps.iter().map(Tp::to_string).collect::<Vec<_>>(), lost, "Partitions revoked");
+                self.handler.revoking(consumer, &tps, lost);
+                if lost {
+                    self.stats
+                        .joined
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Rebalance::Error(e) => {
+                warn!(error = %e, "Rebalance failed");
+                self.stats.set_last_error(format!("rebalance: {e}"));
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.handler.commit_done(&result, offsets);
+    }
+}
+
+/// librdkafka's own log lines, at a matching level. Its "errors" (a broker unreachable) are
+/// retried internally, so they are warnings here: nothing is lost by them.
+pub fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error
+        | RDKafkaLogLevel::Warning => warn!(target: "librdkafka", fac, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            info!(target: "librdkafka", fac, "{message}")
+        }
+        RDKafkaLogLevel::Debug => debug!(target: "librdkafka", fac, "{message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

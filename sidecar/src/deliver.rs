@@ -1,0 +1,292 @@
+//! Drives one record to its end: delivered, skipped, dead-lettered, or abandoned.
+//!
+//! The per-record state machine around the pure [`classify`]: attempt, decide, wait, repeat.
+//! Attempts count toward `maxAttempts` only when the request may have reached the app; an
+//! unreachable endpoint (connection refused) waits with backoff and retries without counting,
+//! so an app restart never sends good records to the dead-letter topic. A record is marked
+//! finished in the [`OffsetTracker`] only when delivered, skipped, or acknowledged by the
+//! dead-letter topic; a record abandoned by a stop (revoke, shutdown) stays unfinished, so it is
+//! never committed and is consumed again. Each HTTP request holds a `maxInFlight` permit; waits
+//! between attempts do not.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
+    time::{Duration, SystemTime},
+};
+
+use kcp_crds::{
+    SidecarConfig,
+    v1alpha1::{Guarantee, OnExhausted},
+};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    deadletter::{DeadLetter, FailureLog, LastFailure},
+    dispatch::Job,
+    forward::{Decision, Forwarder, Outcome, classify},
+    offsets::OffsetTracker,
+    record::Tp,
+    retry::{Backoff, jitter},
+    stats::Stats,
+};
+
+/// How a record's journey ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Delivered,
+    Skipped,
+    DeadLettered,
+    /// Stopped before a final state (revoke, shutdown): not finished, consumed again later.
+    Abandoned,
+}
+
+/// Everything a record needs on its way; shared by all lanes.
+pub struct Deliverer {
+    pub forwarder: Forwarder,
+    pub dead_letter: DeadLetter,
+    pub backoff: Backoff,
+    pub max_attempts: u32,
+    pub on_exhausted: OnExhausted,
+    pub guarantee: Guarantee,
+    pub permits: Arc<Semaphore>,
+    pub tracker: Arc<Mutex<OffsetTracker<Tp>>>,
+    pub stats: Arc<Stats>,
+    /// Whether the last attempt found the endpoint unreachable (logs once per outage).
+    endpoint_down: AtomicBool,
+}
+
+impl Deliverer {
+    pub fn new(
+        config: &SidecarConfig,
+        forwarder: Forwarder,
+        dead_letter: DeadLetter,
+        tracker: Arc<Mutex<OffsetTracker<Tp>>>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let d = &config.delivery;
+        Self {
+            forwarder,
+            dead_letter,
+            backoff: Backoff::from_config(&d.retry),
+            max_attempts: d.retry.max_attempts,
+            on_exhausted: d.on_exhausted,
+            guarantee: d.guarantee,
+            permits: Arc::new(Semaphore::new(d.max_in_flight.max(1) as usize)),
+            tracker,
+            stats,
+            endpoint_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `job` to its end and records the result. Dropping `job` releases its budget.
+    pub async fn process(&self, job: Job) {
+        let end = self.drive(&job).await;
+        match end {
+            End::Abandoned => return,
+            End::Delivered => Stats::incr(&self.stats.delivered),
+            End::Skipped => Stats::incr(&self.stats.skipped),
+            End::DeadLettered => Stats::incr(&self.stats.dead_lettered),
+        }
+        let r = &job.record;
+        // At-most-once records were marked finished when dispatched; this is then a no-op.
+        self.tracker
+            .lock()
+            .expect("invariant: tracker lock never poisoned")
+            .finished(&r.tp, job.partition.epoch, r.offset);
+    }
+
+    async fn drive(&self, job: &Job) -> End {
+        let record = &job.record;
+        let p = &job.partition;
+        let mut attempts: u32 = 0;
+        let mut down_waits: u32 = 0;
+        let mut failures: Option<FailureLog> = None;
+        let mut blocked_logged = false;
+        loop {
+            let Some(outcome) = self.attempt(job, attempts + 1).await else {
+                return End::Abandoned;
+            };
+            let decision = classify(&outcome, self.forwarder.policy());
+            if decision != Decision::AppDown && self.endpoint_down.swap(false, Relaxed) {
+                info!("Endpoint reachable again");
+            }
+            debug!(coordinates = %record.coordinates(), attempt = attempts + 1, ?decision, "Attempt finished");
+            let now = SystemTime::now();
+            let wait = match decision {
+                Decision::Delivered => return End::Delivered,
+                Decision::Skip => {
+                    debug!(coordinates = %record.coordinates(), "Skipped record: the app asked");
+                    return End::Skipped;
+                }
+                Decision::AppDown => {
+                    down_waits += 1;
+                    Stats::incr(&self.stats.app_down);
+                    if !self.endpoint_down.swap(true, Relaxed) {
+                        let error = describe(&last_failure(&outcome));
+                        warn!(%error, "Endpoint unreachable; waiting for it without counting attempts");
+                        self.stats.set_last_error(format!("endpoint: {error}"));
+                    }
+                    debug!(coordinates = %record.coordinates(), waits = down_waits, "Endpoint unreachable");
+                    self.backoff.delay(down_waits, jitter())
+                }
+                Decision::DeadLetter { reason } => {
+                    attempts += 1;
+                    FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
+                    return self.dead_letter(job, &failures, &reason).await;
+                }
+                Decision::Reject { reason } => {
+                    attempts += 1;
+                    down_waits = 0;
+                    FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
+                    match self
+                        .exhausted(job, &failures, &reason, &mut blocked_logged)
+                        .await
+                    {
+                        Some(end) => return end,
+                        None => self.backoff.blocked(),
+                    }
+                }
+                Decision::Retry { after } => {
+                    attempts += 1;
+                    down_waits = 0;
+                    FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
+                    if self.max_attempts != 0 && attempts >= self.max_attempts {
+                        let reason =
+                            format!("retries exhausted: {}", describe(&last_failure(&outcome)));
+                        match self
+                            .exhausted(job, &failures, &reason, &mut blocked_logged)
+                            .await
+                        {
+                            Some(end) => return end,
+                            None => self.backoff.blocked(),
+                        }
+                    } else {
+                        Stats::incr(&self.stats.retried);
+                        self.backoff.next(attempts, after, jitter())
+                    }
+                }
+            };
+            if !sleep_unless(&p.stop, wait).await {
+                return End::Abandoned;
+            }
+        }
+    }
+
+    /// One HTTP request under a `maxInFlight` permit; `None` when stopped first.
+    async fn attempt(&self, job: &Job, attempt: u32) -> Option<Outcome> {
+        let p = &job.partition;
+        if p.stop.is_cancelled() {
+            return None;
+        }
+        let _permit = tokio::select! {
+            biased;
+            _ = p.stop.cancelled() => return None,
+            permit = self.permits.acquire() => permit.expect("invariant: the permit semaphore is never closed"),
+        };
+        Stats::incr(&self.stats.in_flight);
+        let outcome = tokio::select! {
+            biased;
+            _ = p.abort.cancelled() => None,
+            o = self.forwarder.attempt(&job.record, attempt) => Some(o),
+        };
+        self.stats
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        outcome
+    }
+
+    /// Applies `onExhausted`; `None` means block: wait `maxBackoff` and try again.
+    async fn exhausted(
+        &self,
+        job: &Job,
+        failures: &Option<FailureLog>,
+        reason: &str,
+        blocked_logged: &mut bool,
+    ) -> Option<End> {
+        let r = &job.record;
+        match self.on_exhausted {
+            OnExhausted::Skip => {
+                warn!(topic = %r.tp.topic, partition = r.tp.partition, offset = r.offset, reason, "Skipped record");
+                Some(End::Skipped)
+            }
+            OnExhausted::DeadLetter => Some(self.dead_letter(job, failures, reason).await),
+            OnExhausted::Block => {
+                if !*blocked_logged {
+                    *blocked_logged = true;
+                    warn!(topic = %r.tp.topic, partition = r.tp.partition, offset = r.offset, reason,
+                        "Record cannot be delivered; blocking its lane and retrying at maxBackoff");
+                }
+                None
+            }
+        }
+    }
+
+    /// Produces to the dead-letter topic until the broker acknowledges (or a stop).
+    async fn dead_letter(&self, job: &Job, failures: &Option<FailureLog>, reason: &str) -> End {
+        let r = &job.record;
+        let p = &job.partition;
+        let failure = failures.clone().unwrap_or_else(|| FailureLog {
+            attempts: 0,
+            last: LastFailure::Error("none".into()),
+            first_at: SystemTime::now(),
+            last_at: SystemTime::now(),
+        });
+        let mut tries = 0u32;
+        loop {
+            let result = tokio::select! {
+                biased;
+                _ = p.abort.cancelled() => return End::Abandoned,
+                res = self.dead_letter.produce(r, &failure, reason) => res,
+            };
+            match result {
+                Ok((topic, partition, offset)) => {
+                    warn!(coordinates = %r.coordinates(), reason, dlq_topic = %topic, dlq_partition = partition, dlq_offset = offset, "Dead-lettered record");
+                    return End::DeadLettered;
+                }
+                Err(e) => {
+                    tries += 1;
+                    Stats::incr(&self.stats.dead_letter_failures);
+                    self.stats.set_last_error(format!("dead-letter: {e}"));
+                    error!(coordinates = %r.coordinates(), error = %e, source = %error_source(&e), tries,
+                        "Dead-letter produce failed; the record stays uncommitted and is retried");
+                    if !sleep_unless(&p.stop, self.backoff.delay(tries, jitter())).await {
+                        return End::Abandoned;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn error_source(e: &dyn std::error::Error) -> String {
+    e.source().map(ToString::to_string).unwrap_or_default()
+}
+
+fn last_failure(outcome: &Outcome) -> LastFailure {
+    match outcome {
+        Outcome::Response { status, .. } => LastFailure::Status(*status),
+        Outcome::Timeout => LastFailure::Error("request timed out".into()),
+        Outcome::Unreachable(e) | Outcome::Failed(e) => LastFailure::Error(e.clone()),
+    }
+}
+
+fn describe(last: &LastFailure) -> String {
+    match last {
+        LastFailure::Status(s) => format!("status {s}"),
+        LastFailure::Error(e) => e.clone(),
+    }
+}
+
+/// Sleeps `wait` unless `stop` fires first; false when stopped.
+async fn sleep_unless(stop: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}

@@ -1,0 +1,198 @@
+use std::{sync::atomic::AtomicUsize, time::Duration};
+
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::offsets::OffsetTracker;
+
+fn record(partition: i32, offset: i64, key: Option<&str>) -> Record {
+    Record {
+        tp: Tp::new("t", partition),
+        offset,
+        timestamp: None,
+        key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        value: Bytes::new(),
+        headers: vec![],
+    }
+}
+
+struct Probe {
+    now: AtomicUsize,
+    max: AtomicUsize,
+    done: mpsc::UnboundedSender<(i32, i64, Option<Bytes>)>,
+}
+
+fn probe_process(probe: Arc<Probe>) -> Process {
+    Arc::new(move |job: Job| {
+        let probe = Arc::clone(&probe);
+        Box::pin(async move {
+            let n = probe.now.fetch_add(1, Relaxed) + 1;
+            probe.max.fetch_max(n, Relaxed);
+            // Uneven work, so anything not serialised by its lane would finish out of order.
+            let ms = 1 + (job.record.offset as u64 * 7) % 5;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            probe.now.fetch_sub(1, Relaxed);
+            let r = &job.record;
+            probe
+                .done
+                .send((r.tp.partition, r.offset, r.key.clone()))
+                .expect("receiver alive");
+        })
+    })
+}
+
+async fn run(
+    ordering: Ordering,
+    records: Vec<Record>,
+) -> (
+    Vec<(i32, i64, Option<Bytes>)>,
+    usize,
+    Vec<Arc<PartitionState>>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let probe = Arc::new(Probe {
+        now: AtomicUsize::new(0),
+        max: AtomicUsize::new(0),
+        done: tx,
+    });
+    let d = Dispatcher::new(
+        ordering,
+        probe_process(Arc::clone(&probe)),
+        Handle::current(),
+    );
+    let mut tracker = OffsetTracker::new();
+    let states: Vec<Arc<PartitionState>> = (0..2)
+        .map(|p| {
+            let tp = Tp::new("t", p);
+            let epoch = tracker.assign(tp.clone());
+            Arc::new(PartitionState::new(
+                tp,
+                epoch,
+                CancellationToken::new(),
+                CancellationToken::new(),
+            ))
+        })
+        .collect();
+    let n = records.len();
+    for r in records {
+        let state = Arc::clone(&states[r.tp.partition as usize]);
+        d.submit(Job::new(r, state));
+    }
+    let mut done = Vec::new();
+    while done.len() < n {
+        done.push(rx.recv().await.expect("all records processed"));
+    }
+    (done, probe.max.load(Relaxed), states)
+}
+
+fn keyed(n: i64) -> Vec<Record> {
+    (0..n)
+        .map(|o| {
+            record(
+                (o % 2) as i32,
+                o,
+                Some(["a", "b", "c", "d"][(o % 4) as usize]),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn partition_mode_is_one_at_a_time_in_offset_order_per_partition() {
+    let (done, max, states) = run(Ordering::Partition, keyed(40)).await;
+    for p in 0..2 {
+        let offsets: Vec<i64> = done.iter().filter(|d| d.0 == p).map(|d| d.1).collect();
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "partition {p}: {offsets:?}"
+        );
+    }
+    assert!(max <= 2, "at most one per partition, saw {max}");
+    for s in states {
+        assert_eq!(s.pending(), (0, 0), "every job released its budget");
+    }
+}
+
+#[tokio::test]
+async fn key_mode_orders_per_key_and_runs_keys_in_parallel() {
+    let mut records = keyed(40);
+    records.push(record(0, 100, None));
+    records.push(record(0, 101, None));
+    let (done, max, _) = run(Ordering::Key, records).await;
+    for key in ["a", "b", "c", "d"] {
+        let offsets: Vec<i64> = done
+            .iter()
+            .filter(|d| d.2.as_deref() == Some(key.as_bytes()))
+            .map(|d| d.1)
+            .collect();
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "key {key}: {offsets:?}"
+        );
+    }
+    let nulls: Vec<i64> = done.iter().filter(|d| d.2.is_none()).map(|d| d.1).collect();
+    assert_eq!(nulls, [100, 101]);
+    assert!(
+        max > 2,
+        "keys must run in parallel beyond the partition count, saw {max}"
+    );
+}
+
+#[tokio::test]
+async fn unordered_mode_runs_one_partition_in_parallel() {
+    let records: Vec<Record> = (0..20).map(|o| record(0, o, Some("same"))).collect();
+    let (_, max, _) = run(Ordering::Unordered, records).await;
+    assert!(max > 1, "saw {max}");
+}
+
+#[tokio::test]
+async fn discard_waiting_drops_queued_records_and_releases_budget() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let g = Arc::clone(&gate);
+    let process: Process = Arc::new(move |job: Job| {
+        let g = Arc::clone(&g);
+        let tx = tx.clone();
+        Box::pin(async move {
+            g.notified().await;
+            tx.send(job.record.offset).expect("receiver alive");
+        })
+    });
+    let d = Dispatcher::new(Ordering::Partition, process, Handle::current());
+    let tp = Tp::new("t", 0);
+    let mut tracker = OffsetTracker::new();
+    let state = Arc::new(PartitionState::new(
+        tp.clone(),
+        tracker.assign(tp.clone()),
+        CancellationToken::new(),
+        CancellationToken::new(),
+    ));
+    for o in 0..5 {
+        d.submit(Job::new(record(0, o, None), Arc::clone(&state)));
+    }
+    assert_eq!(state.pending().0, 5);
+    assert_eq!(d.discard_waiting(std::slice::from_ref(&tp)), 4);
+    assert_eq!(
+        state.pending().0,
+        1,
+        "only the started record is still pending"
+    );
+    gate.notify_one();
+    assert_eq!(rx.recv().await, Some(0));
+    while d.active_lanes() > 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(state.pending(), (0, 0));
+}
+
+#[test]
+fn budget_pauses_when_full_and_resumes_at_half() {
+    let b = Budget::for_max_in_flight(100);
+    assert_eq!(b.max_records, 200);
+    assert!(b.is_full(200, 0));
+    assert!(b.is_full(1, b.max_bytes));
+    assert!(!b.is_full(199, 0));
+    assert!(!b.has_room(101, 0));
+    assert!(b.has_room(100, 0));
+    assert_eq!(Budget::for_max_in_flight(1).max_records, 64);
+}

@@ -1,0 +1,204 @@
+//! Sends one delivery attempt to the endpoint and reports what happened.
+//!
+//! Owns the pooled keep-alive HTTP client (hyper 1 via hyper-util's legacy `Client`; https via
+//! rustls with the system's root certificates, `SSL_CERT_FILE`/`SSL_CERT_DIR` honoured). One call to
+//! [`Forwarder::attempt`] is one HTTP request, bounded by `requestTimeout` (connecting by
+//! `connectTimeout`); it never retries and never decides: it turns the reply into an [`Outcome`],
+//! and the pure [`classify`] (the reply contract) decides. Request building is in [`request`].
+
+pub mod classify;
+pub mod request;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use http::HeaderName;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use kcp_crds::config::EndpointConfig;
+use tracing::warn;
+
+pub use classify::{Decision, Outcome, Policy, classify};
+pub use request::{Target, TargetError};
+
+use crate::{record::Record, retry::parse_retry_after};
+
+/// Reply bodies larger than this are not read for `bodyAck` (the attempt fails).
+pub const MAX_REPLY_BODY: usize = 1024 * 1024;
+
+/// The HTTP side of the pipeline; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Forwarder {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    target: Target,
+    policy: Policy,
+    request_timeout: Duration,
+    slow_request: Option<Duration>,
+    action_header: Option<HeaderName>,
+}
+
+impl Forwarder {
+    /// Builds the client. `pool_size` is the number of idle keep-alive connections kept.
+    pub fn new(
+        endpoint: &EndpointConfig,
+        group: &str,
+        pool_size: usize,
+    ) -> Result<Self, TargetError> {
+        let target = Target::from_config(endpoint, group)?;
+        let action_header = endpoint
+            .action_header
+            .as_ref()
+            .map(|h| {
+                HeaderName::from_bytes(h.as_bytes()).map_err(|_| TargetError::Header(h.clone()))
+            })
+            .transpose()?;
+        let https = target.uri.scheme_str() == Some("https");
+        let connector = connector(endpoint.connect_timeout.as_std(), https)?;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(pool_size.max(1))
+            .build(connector);
+        Ok(Self {
+            client,
+            target,
+            policy: Policy::from_config(endpoint),
+            request_timeout: endpoint.request_timeout.as_std(),
+            slow_request: endpoint.slow_request_threshold.map(|d| d.as_std()),
+            action_header,
+        })
+    }
+
+    /// The reply contract in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// One HTTP request for `record`; `attempt` is 1-based.
+    pub async fn attempt(&self, record: &Record, attempt: u32) -> Outcome {
+        let started = Instant::now();
+        let outcome =
+            match tokio::time::timeout(self.request_timeout, self.send(record, attempt)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::Timeout,
+            };
+        let elapsed = started.elapsed();
+        if let Some(slow) = self.slow_request
+            && elapsed > slow
+        {
+            warn!(
+                topic = %record.tp.topic,
+                partition = record.tp.partition,
+                offset = record.offset,
+                attempt,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "Slow request"
+            );
+        }
+        outcome
+    }
+
+    async fn send(&self, record: &Record, attempt: u32) -> Outcome {
+        let req = request::build(&self.target, record, attempt);
+        let resp = match self.client.request(req).await {
+            Ok(resp) => resp,
+            Err(e) if never_sent(&e) => return Outcome::Unreachable(error_chain(&e)),
+            Err(e) => return Outcome::Failed(error_chain(&e)),
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers();
+        let retry_after = headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let action = self
+            .action_header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // Read the body even when unused, so the connection goes back to the pool.
+        let body = match Limited::new(resp.into_body(), MAX_REPLY_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) if self.policy.body_ack.is_some() => {
+                return Outcome::Failed(format!("reading reply body: {e}"));
+            }
+            Err(_) => Bytes::new(),
+        };
+        Outcome::Response {
+            status,
+            retry_after,
+            action,
+            body: if self.policy.body_ack.is_some() {
+                body
+            } else {
+                Bytes::new()
+            },
+        }
+    }
+}
+
+/// The TCP (+ TLS for https) connector. Root certificates are loaded only for https endpoints.
+fn connector(
+    connect_timeout: Duration,
+    https: bool,
+) -> Result<HttpsConnector<HttpConnector>, TargetError> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = if https {
+        HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider)
+            .map_err(|e| TargetError::Tls(e.to_string()))?
+    } else {
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TargetError::Tls(e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        HttpsConnectorBuilder::new().with_tls_config(tls)
+    };
+    Ok(builder.https_or_http().enable_http1().wrap_connector(http))
+}
+
+/// Whether the request certainly never reached the app: connecting failed, or the connection
+/// was dropped before the request was dispatched on it (hyper's "canceled").
+fn never_sent(e: &hyper_util::client::legacy::Error) -> bool {
+    if e.is_connect() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(h) = cause.downcast_ref::<hyper::Error>() {
+            return h.is_canceled();
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! Which offset of each partition is safe to commit.
+//!
+//! Pure and synchronous: no Kafka client, no clock, no I/O. The shells (`pipeline`, `deliver`,
+//! `commit`) tell an [`OffsetTracker`] what was dispatched and what finished, and ask it what
+//! may be committed. Guarantee: the committable offset of a partition is the lowest offset still
+//! unfinished, or the highest dispatched offset + 1 when none is; so a commit never passes a
+//! record that is neither delivered, skipped nor safely dead-lettered.
+//!
+//! Offsets are not contiguous (compaction, transaction markers): nothing here assumes that
+//! `offset + 1` exists. The "+1" lives in one place, [`NextOffset::after`].
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    fmt,
+    hash::Hash,
+};
+
+/// The offset a consumer resumes from: what Kafka stores as a group's committed offset.
+///
+/// Built only by [`NextOffset::after`] (the record after a finished one) or
+/// [`NextOffset::at`] (an unfinished record, to be consumed again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NextOffset(i64);
+
+impl NextOffset {
+    /// Resume after `offset`: every record up to and including `offset` is finished.
+    pub fn after(offset: i64) -> Self {
+        Self(offset.saturating_add(1))
+    }
+
+    /// Resume at `offset`: this record is not finished and must be consumed again.
+    pub fn at(offset: i64) -> Self {
+        Self(offset)
+    }
+
+    /// The raw offset to hand to Kafka.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for NextOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One assignment of a partition. Completions from an earlier assignment (a partition revoked and
+/// assigned again) carry an old epoch and are ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Epoch(u64);
+
+/// What [`OffsetTracker::to_commit`] compares against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Since {
+    /// The last commit Kafka acknowledged: for synchronous commits (revoke, shutdown).
+    Acknowledged,
+    /// The last commit sent, acknowledged or not: for periodic asynchronous commits, so an
+    /// unchanged offset is not sent again and again.
+    Requested,
+}
+
+/// What [`OffsetTracker::dispatched`] did with an offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dispatched {
+    /// Now tracked as unfinished: deliver it.
+    Tracked,
+    /// The same offset is already unfinished (a re-fetch): do not deliver it twice.
+    AlreadyUnfinished,
+    /// The partition is not assigned: drop the record.
+    NotAssigned,
+}
+
+#[derive(Debug)]
+struct PartitionOffsets {
+    epoch: Epoch,
+    unfinished: BTreeSet<i64>,
+    highest: Option<i64>,
+    committed: Option<NextOffset>,
+    requested: Option<NextOffset>,
+}
+
+impl PartitionOffsets {
+    fn committable(&self) -> Option<NextOffset> {
+        match self.unfinished.first() {
+            Some(&lowest) => Some(NextOffset::at(lowest)),
+            None => self.highest.map(NextOffset::after),
+        }
+    }
+}
+
+/// Per-partition record of dispatched and unfinished offsets. `K` names a partition.
+#[derive(Debug)]
+pub struct OffsetTracker<K> {
+    partitions: HashMap<K, PartitionOffsets>,
+    next_epoch: u64,
+}
+
+impl<K> Default for OffsetTracker<K> {
+    fn default() -> Self {
+        Self {
+            partitions: HashMap::new(),
+            next_epoch: 0,
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> OffsetTracker<K> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts tracking `key` afresh (forgetting any earlier state) and returns its epoch.
+    pub fn assign(&mut self, key: K) -> Epoch {
+        self.next_epoch += 1;
+        let epoch = Epoch(self.next_epoch);
+        self.partitions.insert(
+            key,
+            PartitionOffsets {
+                epoch,
+                unfinished: BTreeSet::new(),
+                highest: None,
+                committed: None,
+                requested: None,
+            },
+        );
+        epoch
+    }
+
+    /// Stops tracking `key`; returns how many of its records were still unfinished.
+    pub fn revoke(&mut self, key: &K) -> usize {
+        self.partitions
+            .remove(key)
+            .map_or(0, |p| p.unfinished.len())
+    }
+
+    /// The current epoch of `key`, if assigned.
+    pub fn epoch(&self, key: &K) -> Option<Epoch> {
+        self.partitions.get(key).map(|p| p.epoch)
+    }
+
+    /// Records that `offset` was handed out for delivery. Offsets normally arrive in increasing
+    /// order; a lower one (a re-fetch after a reset) is tracked too and holds the commit back.
+    pub fn dispatched(&mut self, key: &K, offset: i64) -> Dispatched {
+        let Some(p) = self.partitions.get_mut(key) else {
+            return Dispatched::NotAssigned;
+        };
+        if !p.unfinished.insert(offset) {
+            return Dispatched::AlreadyUnfinished;
+        }
+        p.highest = Some(p.highest.map_or(offset, |h| h.max(offset)));
+        Dispatched::Tracked
+    }
+
+    /// Records that `offset` is finished (delivered, skipped or dead-lettered). Returns false when
+    /// it was not unfinished in this epoch (stale completion), which changes nothing.
+    pub fn finished(&mut self, key: &K, epoch: Epoch, offset: i64) -> bool {
+        match self.partitions.get_mut(key) {
+            Some(p) if p.epoch == epoch => p.unfinished.remove(&offset),
+            _ => false,
+        }
+    }
+
+    /// The offset that may be committed for `key` now, if anything was dispatched.
+    pub fn committable(&self, key: &K) -> Option<NextOffset> {
+        self.partitions
+            .get(key)
+            .and_then(PartitionOffsets::committable)
+    }
+
+    /// How many records of `key` are unfinished.
+    pub fn unfinished(&self, key: &K) -> usize {
+        self.partitions.get(key).map_or(0, |p| p.unfinished.len())
+    }
+
+    /// Partitions whose committable offset moved past the last commit Kafka acknowledged (or,
+    /// with [`Since::Requested`], past the last commit requested), with that offset. `only`
+    /// restricts the answer to some partitions.
+    pub fn to_commit(&self, only: Option<&[K]>, since: Since) -> Vec<(K, NextOffset)> {
+        let wanted = |k: &K| only.is_none_or(|keys| keys.contains(k));
+        self.partitions
+            .iter()
+            .filter(|(k, _)| wanted(k))
+            .filter_map(|(k, p)| {
+                let next = p.committable()?;
+                let last = match since {
+                    Since::Acknowledged => p.committed,
+                    Since::Requested => p.committed.max(p.requested),
+                };
+                (last.is_none_or(|c| next > c)).then(|| (k.clone(), next))
+            })
+            .collect()
+    }
+
+    /// Records that a commit of `next` for `key` was sent without waiting for the answer.
+    pub fn requested(&mut self, key: &K, next: NextOffset) {
+        if let Some(p) = self.partitions.get_mut(key) {
+            p.requested = Some(p.requested.map_or(next, |c| c.max(next)));
+        }
+    }
+
+    /// Records that Kafka acknowledged a commit of `next` for `key`.
+    pub fn committed(&mut self, key: &K, next: NextOffset) {
+        if let Some(p) = self.partitions.get_mut(key) {
+            p.committed = Some(p.committed.map_or(next, |c| c.max(next)));
+        }
+    }
+
+    /// The last acknowledged commit of `key`.
+    pub fn last_committed(&self, key: &K) -> Option<NextOffset> {
+        self.partitions.get(key).and_then(|p| p.committed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

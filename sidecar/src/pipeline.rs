@@ -1,0 +1,201 @@
+//! Wires the stages together and runs them: the one code path every binary, demo and test uses.
+//!
+//! [`Pipeline::run`] builds the HTTP forwarder, the dead-letter producer and the consumer, starts
+//! the poll loop on its own OS thread (`kcp-poll`; the rebalance callback blocks that thread,
+//! never the async runtime), and returns once the pipeline has drained and committed after the
+//! shutdown token fires. Records are worked by tasks on the caller's tokio runtime. The
+//! observability handle ([`Stats`]) is available before and during the run.
+//!
+//! Shutdown sequence (graceful, `shutdown` cancelled): stop polling (no new records), discard
+//! records not yet started, let in-flight requests finish up to `drainTimeout` (then abort
+//! them), commit synchronously, close the consumer (leave the group) and return. Abort
+//! (`abort_on` token, or dropping the run future): stop at once, commit nothing more, close.
+
+mod poll;
+mod rebalance;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use kcp_crds::SidecarConfig;
+use tokio::{runtime::Handle, sync::oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    consumer::ConsumerError,
+    deadletter::{DeadLetter, DeadLetterError},
+    deliver::Deliverer,
+    dispatch::{Budget, Dispatcher, Job, PartitionState, Process},
+    forward::{Forwarder, TargetError},
+    offsets::OffsetTracker,
+    record::Tp,
+    stats::Stats,
+};
+
+/// Why the pipeline could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("building the HTTP forwarder")]
+    Forwarder(#[source] TargetError),
+    #[error("building the dead-letter producer")]
+    DeadLetter(#[source] DeadLetterError),
+    #[error("starting the consumer")]
+    Consumer(#[source] ConsumerError),
+    #[error("starting the poll thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the poll thread died")]
+    PollThread,
+}
+
+impl PipelineError {
+    /// Whether a user must change the config (as opposed to a transient failure).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            Self::Forwarder(_) | Self::Consumer(ConsumerError::MissingCredential(_))
+        )
+    }
+}
+
+type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A configured pipeline, ready to [`run`](Pipeline::run).
+pub struct Pipeline {
+    config: SidecarConfig,
+    pod_name: Option<String>,
+    abort: CancellationToken,
+    stats: Arc<Stats>,
+    env: Env,
+}
+
+impl Pipeline {
+    pub fn new(config: SidecarConfig) -> Self {
+        Self {
+            config,
+            pod_name: None,
+            abort: CancellationToken::new(),
+            stats: Arc::new(Stats::default()),
+            env: Arc::new(|name| std::env::var(name).ok()),
+        }
+    }
+
+    /// Static membership: `group.instance.id` = the pod name.
+    pub fn pod_name(mut self, pod_name: Option<String>) -> Self {
+        self.pod_name = pod_name;
+        self
+    }
+
+    /// Stops at once when `token` fires: no drain, no further commit (a second signal, a crash
+    /// in a test). Nothing committed before passes an unfinished record either way.
+    pub fn abort_on(mut self, token: CancellationToken) -> Self {
+        self.abort = token;
+        self
+    }
+
+    /// Where SASL credentials are read from (the process environment by default).
+    pub fn env(mut self, env: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = Arc::new(env);
+        self
+    }
+
+    /// The observability handle: counters, gauges and per-partition state.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Runs until `shutdown` fires and the pipeline has drained and committed.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), PipelineError> {
+        // Dropping this future (instead of cancelling `shutdown`) aborts the poll thread.
+        let abort_guard = self.abort.clone().drop_guard();
+        let config = self.config;
+        let env = Arc::clone(&self.env);
+        let env_fn = move |k: &str| env(k);
+        let stats = self.stats;
+        let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
+        let d = &config.delivery;
+        let forwarder = Forwarder::new(
+            &config.endpoint,
+            &config.kafka.group_id,
+            d.max_in_flight as usize,
+        )
+        .map_err(PipelineError::Forwarder)?;
+        let dead_letter = DeadLetter::new(&config, &env_fn).map_err(PipelineError::DeadLetter)?;
+        let deliverer = Arc::new(Deliverer::new(
+            &config,
+            forwarder,
+            dead_letter,
+            Arc::clone(&tracker),
+            Arc::clone(&stats),
+        ));
+        let process: Process = Arc::new(move |job: Job| {
+            let d = Arc::clone(&deliverer);
+            Box::pin(async move { d.process(job).await })
+        });
+        let shared = Arc::new(Shared {
+            dispatcher: Dispatcher::new(d.ordering, process, Handle::current()),
+            budget: Budget::for_max_in_flight(d.max_in_flight),
+            drain_timeout: d.drain_timeout.as_std(),
+            commit_interval: d.commit_interval.as_std(),
+            guarantee: d.guarantee,
+            tracker,
+            partitions: Mutex::new(Default::default()),
+            stats: Arc::clone(&stats),
+            stop: CancellationToken::new(),
+            abort: self.abort.clone(),
+        });
+        let consumer_config =
+            crate::consumer::consumer_config(&config, self.pod_name.as_deref(), &env_fn)
+                .map_err(PipelineError::Consumer)?;
+        let topics = config.kafka.topics.clone();
+        let (done_tx, done_rx) = oneshot::channel();
+        let abort = self.abort.clone();
+        std::thread::Builder::new()
+            .name("kcp-poll".into())
+            .spawn(move || {
+                let result = poll::run(consumer_config, topics, shared, shutdown, abort);
+                // The receiver is gone only if the run future was dropped: nothing to tell.
+                let _ = done_tx.send(result);
+            })
+            .map_err(PipelineError::Thread)?;
+        let result = done_rx.await.map_err(|_| PipelineError::PollThread)?;
+        abort_guard.disarm();
+        result
+    }
+}
+
+/// Runs a pipeline for `config` until `shutdown` fires and it has drained.
+pub async fn run(config: SidecarConfig, shutdown: CancellationToken) -> Result<(), PipelineError> {
+    Pipeline::new(config).run(shutdown).await
+}
+
+/// State shared by the poll thread, its rebalance callbacks and the record tasks.
+pub(crate) struct Shared {
+    pub dispatcher: Arc<Dispatcher>,
+    pub budget: Budget,
+    pub drain_timeout: Duration,
+    pub commit_interval: Duration,
+    pub guarantee: kcp_crds::v1alpha1::Guarantee,
+    pub tracker: Arc<Mutex<OffsetTracker<Tp>>>,
+    pub partitions: Mutex<std::collections::HashMap<Tp, Arc<PartitionState>>>,
+    pub stats: Arc<Stats>,
+    /// Parent of every partition's stop token: fired at shutdown.
+    pub stop: CancellationToken,
+    /// Parent of every partition's abort token: fired on abort.
+    pub abort: CancellationToken,
+}
+
+impl Shared {
+    pub fn partition(&self, tp: &Tp) -> Option<Arc<PartitionState>> {
+        self.lock_partitions().get(tp).cloned()
+    }
+
+    pub fn lock_partitions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Tp, Arc<PartitionState>>> {
+        self.partitions
+            .lock()
+            .expect("invariant: partitions lock never poisoned")
+    }
+}

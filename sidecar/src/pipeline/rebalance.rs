@@ -1,0 +1,148 @@
+//! What an assignment and a revocation do, and the drain shared with shutdown.
+//!
+//! Runs on the poll thread inside librdkafka's rebalance callback, which acknowledges the
+//! revocation only when [`RebalanceHandler::revoking`] returns. Revoke sequence: stop dispatching
+//! the revoked partitions (records not started are discarded, uncommitted) → wait for in-flight
+//! records up to `drainTimeout` (then abort them: they stay uncommitted) → commit synchronously
+//! → forget the partitions → return. Never spawns, never panics.
+
+use std::{
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+    error::KafkaResult,
+};
+use tracing::{info, warn};
+
+use super::Shared;
+use crate::{
+    commit,
+    consumer::{ConsumerCtx, RebalanceHandler},
+    dispatch::PartitionState,
+    record::Tp,
+};
+
+/// How often the drain checks whether in-flight records finished.
+const DRAIN_CHECK: Duration = Duration::from_millis(2);
+
+impl RebalanceHandler for Shared {
+    fn assigned(&self, _consumer: &BaseConsumer<ConsumerCtx>, tps: &[Tp]) {
+        let mut parts = self.lock_partitions();
+        let mut tracker = self
+            .tracker
+            .lock()
+            .expect("invariant: tracker lock never poisoned");
+        for tp in tps {
+            let epoch = tracker.assign(tp.clone());
+            let state = Arc::new(PartitionState::new(
+                tp.clone(),
+                epoch,
+                self.stop.child_token(),
+                self.abort.child_token(),
+            ));
+            if let Some(old) = parts.insert(tp.clone(), state) {
+                // Assigned twice without a revoke in between: the old work is stale.
+                old.abort.cancel();
+            }
+            self.stats.partition_assigned(tp);
+        }
+    }
+
+    fn revoking(&self, consumer: &BaseConsumer<ConsumerCtx>, tps: &[Tp], lost: bool) {
+        let states: Vec<Arc<PartitionState>> = {
+            let mut parts = self.lock_partitions();
+            tps.iter().filter_map(|tp| parts.remove(tp)).collect()
+        };
+        self.drain(consumer, &states);
+        // A lost assignment belongs to someone else already: a commit would be refused.
+        if !lost && !self.abort.is_cancelled() {
+            match commit::commit_sync(consumer, &self.tracker, Some(tps), &self.stats) {
+                Ok(committed) => info!(
+                    partitions = tps.len(),
+                    committed, "Committed revoked partitions"
+                ),
+                Err(e) => warn!(error = %e, source = %e.source_message(),
+                    "Commit of revoked partitions failed; their next owner redelivers what was not committed"),
+            }
+        }
+        let mut tracker = self
+            .tracker
+            .lock()
+            .expect("invariant: tracker lock never poisoned");
+        for tp in tps {
+            tracker.revoke(tp);
+            self.stats.partition_revoked(tp);
+        }
+    }
+
+    fn commit_done(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
+        commit::commit_done(&self.tracker, &self.stats, result, offsets);
+    }
+}
+
+impl Shared {
+    /// Stops `states`, waits for their in-flight records up to `drainTimeout` and aborts what is
+    /// left. Blocks the calling (poll) thread. Commits nothing: the caller does, afterwards.
+    pub fn drain(&self, consumer: &BaseConsumer<ConsumerCtx>, states: &[Arc<PartitionState>]) {
+        if states.is_empty() {
+            return;
+        }
+        for s in states {
+            s.stop.cancel();
+        }
+        let tps: Vec<Tp> = states.iter().map(|s| s.tp.clone()).collect();
+        let discarded = self.dispatcher.discard_waiting(&tps);
+        let deadline = Instant::now() + self.drain_timeout;
+        let waiting = states.iter().map(|s| s.pending().0).sum::<usize>();
+        self.stats.drain_waited.fetch_add(waiting as u64, Relaxed);
+        let in_flight = |states: &[Arc<PartitionState>]| -> usize {
+            states.iter().map(|s| s.pending().0).sum()
+        };
+        while !self.abort.is_cancelled() && in_flight(states) > 0 && Instant::now() < deadline {
+            std::thread::sleep(DRAIN_CHECK);
+        }
+        let left = in_flight(states);
+        if left > 0 {
+            for s in states {
+                s.abort.cancel();
+            }
+            if !self.abort.is_cancelled() {
+                warn!(
+                    records = left,
+                    drain_timeout_ms = self.drain_timeout.as_millis() as u64,
+                    "Drain timed out; in-flight records were abandoned and stay uncommitted"
+                );
+            }
+        }
+        let paused: Vec<&Arc<PartitionState>> = states
+            .iter()
+            .filter(|s| s.paused.swap(false, Relaxed))
+            .collect();
+        if !paused.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for s in paused {
+                tpl.add_partition(&s.tp.topic, s.tp.partition);
+            }
+            // Best effort: a partition assigned again must not start paused.
+            let _ = consumer.resume(&tpl);
+        }
+        info!(
+            partitions = tps.len(),
+            discarded,
+            abandoned = left,
+            "Drained"
+        );
+    }
+}
+
+impl commit::CommitError {
+    pub(super) fn source_message(&self) -> String {
+        std::error::Error::source(self)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,165 @@
+//! The pipeline's observability handle: counters, gauges and per-partition state.
+//!
+//! Plain atomics and small mutex-guarded maps, cheap to update from any stage and to read with
+//! [`Stats::snapshot`]. No HTTP server and no metrics library here: `/metrics`, `/status`,
+//! `/healthz` and `/readyz` are built on top of a [`StatsSnapshot`] elsewhere.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+};
+
+use serde::Serialize;
+
+use crate::record::Tp;
+
+/// Live counters, shared by every stage through an `Arc`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records handed over by the consumer.
+    pub received: AtomicU64,
+    /// Records the endpoint accepted.
+    pub delivered: AtomicU64,
+    /// Attempts that ended in a retry (including app-down waits).
+    pub retried: AtomicU64,
+    /// Attempts that found the endpoint unreachable (these do not count against maxAttempts).
+    pub app_down: AtomicU64,
+    /// Records produced to a dead-letter topic and acknowledged by the broker.
+    pub dead_lettered: AtomicU64,
+    /// Records skipped (`onExhausted: skip`, or the app's `skip` action).
+    pub skipped: AtomicU64,
+    /// Dead-letter produce attempts that failed (retried).
+    pub dead_letter_failures: AtomicU64,
+    /// HTTP requests in flight right now.
+    pub in_flight: AtomicU64,
+    /// Synchronous commits acknowledged by Kafka / commits refused.
+    pub commits: AtomicU64,
+    pub commit_failures: AtomicU64,
+    /// Rebalance events (assign or revoke) seen.
+    pub rebalances: AtomicU64,
+    /// Times a partition was paused because its buffer was full.
+    pub pauses: AtomicU64,
+    /// Records in flight when a revoke or shutdown started draining (waited for, not dropped).
+    pub drain_waited: AtomicU64,
+    /// Whether the consumer currently holds an assignment from the group.
+    pub joined: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    partitions: Mutex<BTreeMap<Tp, PartitionStats>>,
+}
+
+/// What is known about one assigned partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionStats {
+    /// Last offset Kafka acknowledged as committed by this replica (the next to consume):
+    /// synchronous commits (revoke, shutdown, at-most-once).
+    pub committed: Option<i64>,
+    /// Last offset sent by the periodic asynchronous commit (librdkafka does not report its
+    /// outcome; a lost one is re-sent synchronously at revoke and shutdown).
+    pub commit_requested: Option<i64>,
+    /// Whether fetching is paused because this partition's buffer is full.
+    pub paused: bool,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsSnapshot {
+    pub received: u64,
+    pub delivered: u64,
+    pub retried: u64,
+    pub app_down: u64,
+    pub dead_lettered: u64,
+    pub skipped: u64,
+    pub dead_letter_failures: u64,
+    pub in_flight: u64,
+    pub commits: u64,
+    pub commit_failures: u64,
+    pub rebalances: u64,
+    pub pauses: u64,
+    pub drain_waited: u64,
+    pub joined: bool,
+    pub last_error: Option<String>,
+    /// Keyed by `<topic>/<partition>`.
+    pub partitions: BTreeMap<String, PartitionStats>,
+}
+
+impl Stats {
+    pub fn incr(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Records the most recent error worth showing an operator.
+    pub fn set_last_error(&self, error: impl Into<String>) {
+        *self
+            .last_error
+            .lock()
+            .expect("invariant: stats lock never poisoned") = Some(error.into());
+    }
+
+    pub fn partition_assigned(&self, tp: &Tp) {
+        self.lock_partitions()
+            .insert(tp.clone(), PartitionStats::default());
+    }
+
+    pub fn partition_revoked(&self, tp: &Tp) {
+        self.lock_partitions().remove(tp);
+    }
+
+    pub fn set_paused(&self, tp: &Tp, paused: bool) {
+        if let Some(p) = self.lock_partitions().get_mut(tp) {
+            p.paused = paused;
+        }
+    }
+
+    pub fn set_committed(&self, tp: &Tp, offset: i64) {
+        if let Some(p) = self.lock_partitions().get_mut(tp) {
+            p.committed = Some(p.committed.map_or(offset, |c| c.max(offset)));
+        }
+    }
+
+    pub fn set_commit_requested(&self, tp: &Tp, offset: i64) {
+        if let Some(p) = self.lock_partitions().get_mut(tp) {
+            p.commit_requested = Some(p.commit_requested.map_or(offset, |c| c.max(offset)));
+        }
+    }
+
+    fn lock_partitions(&self) -> std::sync::MutexGuard<'_, BTreeMap<Tp, PartitionStats>> {
+        self.partitions
+            .lock()
+            .expect("invariant: stats lock never poisoned")
+    }
+
+    /// Copies every value.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            received: self.received.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            app_down: self.app_down.load(Relaxed),
+            dead_lettered: self.dead_lettered.load(Relaxed),
+            skipped: self.skipped.load(Relaxed),
+            dead_letter_failures: self.dead_letter_failures.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed),
+            commits: self.commits.load(Relaxed),
+            commit_failures: self.commit_failures.load(Relaxed),
+            rebalances: self.rebalances.load(Relaxed),
+            pauses: self.pauses.load(Relaxed),
+            drain_waited: self.drain_waited.load(Relaxed),
+            joined: self.joined.load(Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .expect("invariant: stats lock never poisoned")
+                .clone(),
+            partitions: self
+                .lock_partitions()
+                .iter()
+                .map(|(tp, p)| (tp.to_string(), p.clone()))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Consume → forward → commit against librdkafka's mock cluster (or `KAFKA_BOOTSTRAP_SERVERS`)
+//! and in-process recording HTTP apps. Each test asserts what a user would notice: records
+//! delivered, order, committed offsets, dead-letter contents. No test asserts a duration.
+
+mod binary;
+mod exhausted;
+mod failures;
+mod faults;
+mod lifecycle;
+mod ordering;
+mod support;
+mod tls;

@@ -1,0 +1,127 @@
+//! Ordering modes and parallelism.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde_json::json;
+
+use crate::support::{
+    Running,
+    app::{App, Reply, behaviour},
+    config, init_logging,
+    kafka::{Rec, TestKafka, unique},
+    wait_until,
+};
+
+/// Key mode on ONE partition: per-key order holds while many requests run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_mode_keeps_key_order_with_parallel_requests_on_one_partition() {
+    init_logging();
+    let kafka = TestKafka::start(1);
+    let (topic, group) = (unique("keys"), unique("g"));
+    kafka.create_topic(&topic, 1).await;
+    let app = App::start(behaviour(|_| Reply::ok().delayed(Duration::from_millis(5)))).await;
+    let n = 200;
+    let records: Vec<Rec> = (0..n)
+        .map(|i| Rec::new(0, Some(&format!("k{}", i % 10)), i.to_string()))
+        .collect();
+    kafka.produce(&topic, &records).await;
+    let run = Running::start(config(&kafka.bootstrap, &topic, &group, &app.url(), |c| {
+        c["delivery"]["ordering"] = json!("key");
+        c["delivery"]["maxInFlight"] = json!(8);
+    }));
+    wait_until("all records delivered", || app.delivered().len() == n).await;
+    run.stop().await;
+
+    let mut per_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for r in app.received() {
+        let seq: u32 = std::str::from_utf8(&r.body)
+            .expect("utf8")
+            .parse()
+            .expect("number");
+        per_key
+            .entry(r.key().expect("key").to_owned())
+            .or_default()
+            .push(seq);
+    }
+    assert_eq!(per_key.len(), 10);
+    for (key, seqs) in &per_key {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "key {key} out of order: {seqs:?}"
+        );
+        assert_eq!(seqs.len(), 20, "key {key} delivered once each");
+    }
+    assert!(
+        app.max_concurrency() > 1,
+        "key mode must run several requests at once on a single partition (saw {})",
+        app.max_concurrency()
+    );
+    assert!(
+        app.max_concurrency() <= 8,
+        "maxInFlight caps concurrency (saw {})",
+        app.max_concurrency()
+    );
+}
+
+/// Partition mode: one request at a time per partition, in offset order; partitions in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_mode_is_one_in_flight_per_partition_in_offset_order() {
+    init_logging();
+    let kafka = TestKafka::start(1);
+    let (topic, group) = (unique("parts"), unique("g"));
+    kafka.create_topic(&topic, 3).await;
+    let app = App::start(behaviour(|_| Reply::ok().delayed(Duration::from_millis(2)))).await;
+    let records: Vec<Rec> = (0..90)
+        .map(|i| Rec::new(i % 3, Some(&format!("k{i}")), "v"))
+        .collect();
+    kafka.produce(&topic, &records).await;
+    let run = Running::start(config(&kafka.bootstrap, &topic, &group, &app.url(), |c| {
+        c["delivery"]["maxInFlight"] = json!(8);
+    }));
+    wait_until("all records delivered", || app.delivered().len() == 90).await;
+    run.stop().await;
+    for p in 0..3 {
+        let offsets: Vec<i64> = app
+            .received()
+            .iter()
+            .filter(|r| r.partition() == p)
+            .map(|r| r.offset())
+            .collect();
+        assert_eq!(
+            offsets,
+            (0..30).collect::<Vec<i64>>(),
+            "partition {p} in offset order, once each"
+        );
+    }
+    assert_eq!(app.max_concurrency_per_partition(), 1);
+    assert_eq!(kafka.committed(&group, &topic, 3).await, vec![Some(30); 3]);
+}
+
+/// Unordered mode: one partition, maxInFlight requests at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unordered_mode_reaches_max_in_flight_on_one_partition() {
+    init_logging();
+    let kafka = TestKafka::start(1);
+    let (topic, group) = (unique("unord"), unique("g"));
+    kafka.create_topic(&topic, 1).await;
+    let app = App::start(behaviour(|_| {
+        Reply::ok().delayed(Duration::from_millis(20))
+    }))
+    .await;
+    let records: Vec<Rec> = (0..60)
+        .map(|_| Rec::new(0, Some("same-key"), "v"))
+        .collect();
+    kafka.produce(&topic, &records).await;
+    let run = Running::start(config(&kafka.bootstrap, &topic, &group, &app.url(), |c| {
+        c["delivery"]["ordering"] = json!("unordered");
+        c["delivery"]["maxInFlight"] = json!(6);
+    }));
+    wait_until("all records delivered", || app.delivered().len() == 60).await;
+    run.stop().await;
+    assert_eq!(
+        app.max_concurrency(),
+        6,
+        "maxInFlight reached and never exceeded"
+    );
+    assert_eq!(kafka.committed(&group, &topic, 1).await, vec![Some(60)]);
+}
