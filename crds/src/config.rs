@@ -627,9 +627,20 @@ fn check_http_url(url: &str) -> Result<(), String> {
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains(char::is_whitespace) {
-        return Err(format!("{url:?} has no host"));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority_ok = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".[]:_~%!$&'()*+,;=-".contains(&b));
+    if !authority_ok {
+        return Err(format!("{url:?} has no valid host[:port]"));
+    }
+    // What an HTTP request line can carry: visible ASCII, no spaces (percent-encode the rest).
+    if let Some(bad) = tail.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "{url:?} contains {bad:?}: percent-encode spaces and non-ASCII characters"
+        ));
     }
     Ok(())
 }
@@ -795,6 +806,28 @@ mod tests {
         assert!(SidecarConfig::parse("[]").is_err());
         assert!(SidecarConfig::parse("not json").is_err());
         assert!(SidecarConfig::parse("").is_err());
+    }
+
+    #[test]
+    fn urls_the_http_client_would_refuse_are_refused_here() {
+        for bad in [
+            "http://app.example/a b",
+            "http://app.example/\u{e9}",
+            "http:///path",
+            "http://ho st/",
+            "ftp://x/",
+            "http://x/\t",
+        ] {
+            assert!(check_http_url(bad).is_err(), "{bad:?} should be refused");
+        }
+        for good in [
+            "http://127.0.0.1:8080/events",
+            "https://svc.ns.svc.cluster.local/hook?x=1&y=%20#frag",
+            "http://[::1]:8080/",
+            "http://app",
+        ] {
+            assert_eq!(check_http_url(good), Ok(()), "{good:?}");
+        }
     }
 
     #[test]

@@ -242,7 +242,10 @@ pub struct EndpointSpec {
 
     /// Full `http://` or `https://` URL of a remote endpoint (instead of `port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s/?#]+"))]
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^https?://[A-Za-z0-9.\[\]:_~%!$&'()*+,;=-]+([/?#][\x21-\x7e]*)?$")
+    )]
     pub url: Option<String>,
 
     /// HTTP method: `POST` (default) or `PUT`.

@@ -6,7 +6,7 @@
 //! (HTTP, and the pure reply contract in [`forward::classify`]) → [`deadletter`] (producer) →
 //! [`offsets`] (pure commit bookkeeping) → [`commit`] (the only code that commits). [`pipeline`]
 //! wires them and is the one entry point: [`Pipeline`] / [`run`]. [`stats`] is the observability
-//! handle. The delivery contract is written down in `sidecar/DELIVERY.md`.
+//! handle. The delivery contract is written down in ARCHITECTURE.md ("The delivery contract").
 
 pub mod commit;
 pub mod consumer;
