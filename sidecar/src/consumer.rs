@@ -30,10 +30,18 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("partition.assignment.strategy", "cooperative-sticky"),
     ("queued.max.messages.kbytes", "16384"),
     ("queued.min.messages", "1000"),
+    // After a full queue librdkafka waits this long before fetching the partition again (its
+    // default is 1000 ms). A partition paused for a full buffer has its prefetch purged, so on
+    // resume that wait stalled it: on the mock cluster a backlog drained at ~650 records/s with
+    // the default and ~6,300/s with 10 ms, at the same peak memory (kcp-bench resources).
+    ("fetch.queue.backoff.ms", "10"),
     ("fetch.max.bytes", "8388608"),
     ("enable.partition.eof", "false"),
     ("client.id", "kcp-sidecar"),
 ];
+
+/// How often librdkafka reports statistics (per-partition lag), unless `clientConfig` says.
+pub const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// Why a Kafka client could not be configured.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +100,8 @@ pub fn consumer_config(
     for (key, value) in CONSUMER_DEFAULTS {
         c.set(*key, *value);
     }
+    // Per-partition lag for `/metrics` and `/status` (`ConsumerCtx::stats`); overridable.
+    c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     c.set(
         "auto.offset.reset",
         match k.initial_offset {
@@ -141,6 +151,18 @@ pub fn tps_of(tpl: &TopicPartitionList) -> Vec<Tp> {
 impl ClientContext for ConsumerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         log_librdkafka(level, fac, message);
+    }
+
+    /// librdkafka's statistics: records each assigned partition's `consumer_lag`.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 {
+                    self.stats
+                        .set_lag(&Tp::new(topic.as_str(), *partition), p.consumer_lag);
+                }
+            }
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

@@ -155,6 +155,10 @@ impl DeadLetter {
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", "30000")
             .set("linger.ms", "5")
+            // The copy is the original plus the kcp-dlq-* headers, so a record near librdkafka's
+            // default client-side limit (1000000 bytes) would be refused before it is sent, and
+            // retried forever. The broker's own limit for the dead-letter topic decides instead.
+            .set("message.max.bytes", "100000000")
             .set("client.id", "kcp-sidecar-dlq");
         let producer = c
             .create_with_context(ProducerCtx)

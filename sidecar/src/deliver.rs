@@ -88,7 +88,10 @@ impl Deliverer {
         let end = self.drive(&job).await;
         match end {
             End::Abandoned => return,
-            End::Delivered => Stats::incr(&self.stats.delivered),
+            End::Delivered => {
+                Stats::incr(&self.stats.delivered);
+                self.stats.metrics.delivered(&job.record, now_ms());
+            }
             End::Skipped => Stats::incr(&self.stats.skipped),
             End::DeadLettered => Stats::incr(&self.stats.dead_lettered),
         }
@@ -112,6 +115,9 @@ impl Deliverer {
                 return End::Abandoned;
             };
             let decision = classify(&outcome, self.forwarder.policy());
+            if !matches!(decision, Decision::Delivered | Decision::Skip) {
+                self.stats.metrics.attempt_failed(&outcome);
+            }
             if decision != Decision::AppDown && self.endpoint_down.swap(false, Relaxed) {
                 info!("Endpoint reachable again");
             }
@@ -124,6 +130,8 @@ impl Deliverer {
                     return End::Skipped;
                 }
                 Decision::AppDown => {
+                    // Pauses fetching of every partition until the app answers again.
+                    self.stats.gate.app_unreachable();
                     down_waits += 1;
                     Stats::incr(&self.stats.app_down);
                     if !self.endpoint_down.swap(true, Relaxed) {
@@ -189,11 +197,15 @@ impl Deliverer {
             permit = self.permits.acquire() => permit.expect("invariant: the permit semaphore is never closed"),
         };
         Stats::incr(&self.stats.in_flight);
+        let started = std::time::Instant::now();
         let outcome = tokio::select! {
             biased;
             _ = p.abort.cancelled() => None,
             o = self.forwarder.attempt(&job.record, attempt) => Some(o),
         };
+        if outcome.is_some() {
+            self.stats.metrics.attempt_took(started.elapsed());
+        }
         self.stats
             .in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -261,6 +273,12 @@ impl Deliverer {
             }
         }
     }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn error_source(e: &dyn std::error::Error) -> String {

@@ -28,7 +28,7 @@ use tracing::warn;
 pub use classify::{Decision, Outcome, Policy, classify};
 pub use request::{Target, TargetError};
 
-use crate::{record::Record, retry::parse_retry_after};
+use crate::{record::Record, retry::parse_retry_after, telemetry::Throttle};
 
 /// Reply bodies larger than this are not read for `bodyAck` (the attempt fails).
 pub const MAX_REPLY_BODY: usize = 1024 * 1024;
@@ -41,8 +41,13 @@ pub struct Forwarder {
     policy: Policy,
     request_timeout: Duration,
     slow_request: Option<Duration>,
+    /// At most one slow-request warning per [`SLOW_LOG_PERIOD`].
+    slow_log: Throttle,
     action_header: Option<HeaderName>,
 }
+
+/// Slow requests are logged at most once per this period (with a count of the others).
+pub const SLOW_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 impl Forwarder {
     /// Builds the client. `pool_size` is the number of idle keep-alive connections kept.
@@ -71,6 +76,7 @@ impl Forwarder {
             policy: Policy::from_config(endpoint),
             request_timeout: endpoint.request_timeout.as_std(),
             slow_request: endpoint.slow_request_threshold.map(|d| d.as_std()),
+            slow_log: Throttle::new(SLOW_LOG_PERIOD),
             action_header,
         })
     }
@@ -91,14 +97,17 @@ impl Forwarder {
         let elapsed = started.elapsed();
         if let Some(slow) = self.slow_request
             && elapsed > slow
+            && let Some(suppressed) = self.slow_log.allow()
         {
             warn!(
                 topic = %record.tp.topic,
                 partition = record.tp.partition,
                 offset = record.offset,
                 attempt,
-                elapsed_ms = elapsed.as_millis() as u64,
-                "Slow request"
+                duration_ms = elapsed.as_millis() as u64,
+                threshold_ms = slow.as_millis() as u64,
+                suppressed,
+                "Slow request (at most one such line per 10s; `suppressed` slow requests since the last)"
             );
         }
         outcome
@@ -148,7 +157,7 @@ impl Forwarder {
 }
 
 /// The TCP (+ TLS for https) connector. Root certificates are loaded only for https endpoints.
-fn connector(
+pub(crate) fn connector(
     connect_timeout: Duration,
     https: bool,
 ) -> Result<HttpsConnector<HttpConnector>, TargetError> {

@@ -6,19 +6,26 @@
 //! (HTTP, and the pure reply contract in [`forward::classify`]) → [`deadletter`] (producer) →
 //! [`offsets`] (pure commit bookkeeping) → [`commit`] (the only code that commits). [`pipeline`]
 //! wires them and is the one entry point: [`Pipeline`] / [`run`]. [`stats`] is the observability
-//! handle. The delivery contract is written down in ARCHITECTURE.md ("The delivery contract").
+//! handle; [`gate`] pauses consumption while the app does not answer; [`admin`] serves probes,
+//! [`metrics`] and status; [`telemetry`] sets up logs; [`demo`] is the self-contained demo. The delivery
+//! contract is written down in ARCHITECTURE.md ("The delivery contract").
 
+pub mod admin;
 pub mod commit;
 pub mod consumer;
 pub mod deadletter;
 pub mod deliver;
+pub mod demo;
 pub mod dispatch;
 pub mod forward;
+pub mod gate;
+pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod record;
 pub mod retry;
 pub mod stats;
+pub mod telemetry;
 
 pub use pipeline::{Pipeline, PipelineError, run};
 pub use stats::{Stats, StatsSnapshot};

@@ -1,4 +1,6 @@
-//! The sidecar binary: parse flags, read the config, init logging, run the pipeline.
+//! The sidecar binary: parse flags, read the config, init logging, run the pipeline and the
+//! admin server (probes, metrics, status). `kcp-sidecar demo` runs the self-contained demo
+//! instead (`kcp_sidecar::demo`).
 //!
 //! Thin by design; all logic is in the library. Exit codes: 0 after a graceful shutdown (first
 //! SIGTERM/SIGINT: drain, commit, leave the group), 64 for an invalid config (every problem is
@@ -7,7 +9,7 @@
 //! 66 when the config file cannot be read, 1 when the pipeline fails, 130 on a second
 //! signal (exit at once; nothing committed passes an unfinished record, so nothing is lost).
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -15,14 +17,19 @@ use kcp_crds::{
     SidecarConfig,
     config::{CONFIG_PATH_ENV, LogFormat, POD_NAME_ENV},
 };
-use kcp_sidecar::{Pipeline, PipelineError};
+use kcp_sidecar::{
+    Pipeline, PipelineError,
+    admin::{Admin, DEFAULT_HEALTH_THRESHOLD},
+    demo, telemetry,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
 
 const EX_USAGE: u8 = 64;
 const EX_NOINPUT: u8 = 66;
 const EXIT_SECOND_SIGNAL: i32 = 130;
+/// Tokio worker threads: HTTP requests are I/O-bound and the poll loop has its own thread.
+const WORKER_THREADS: usize = 2;
 
 /// Consumes Kafka and delivers each record to an HTTP endpoint.
 #[derive(Parser, Debug)]
@@ -34,10 +41,38 @@ struct Args {
     /// Pod name, used as `group.instance.id` (static membership) when set.
     #[arg(long, env = POD_NAME_ENV)]
     pod_name: Option<String>,
+    /// Log format, overriding the config's `log.format`: json or plain.
+    #[arg(long, env = "KCP_LOG_FORMAT", value_parser = telemetry::parse_format)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Self-contained demo: embedded Kafka, a sample app, the real pipeline, and a check that
+    /// every record was delivered or dead-lettered.
+    Demo(demo::DemoOptions),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Demo(options)) = args.command {
+        // Quiet by default: the progress line and summary are the output (RUST_LOG overrides).
+        telemetry::init(args.log_format.unwrap_or(LogFormat::Plain), "error");
+        return match runtime().map(|rt| rt.block_on(demo::run(options))) {
+            Ok(Ok(report)) if report.passed() => ExitCode::SUCCESS,
+            Ok(Ok(_)) => ExitCode::FAILURE,
+            Ok(Err(e)) => {
+                eprintln!("demo failed: {e:#}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("cannot start the runtime: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let text = match std::fs::read_to_string(&args.config) {
         Ok(t) => t,
         Err(e) => {
@@ -52,8 +87,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    init_tracing(&config);
-    match run(config, args.pod_name) {
+    telemetry::init(
+        args.log_format.unwrap_or(config.log.format),
+        config.log.level.as_str(),
+    );
+    let result = runtime()
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(run(config, args.pod_name)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let invalid = e
@@ -69,27 +110,39 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(config: &SidecarConfig) {
-    let filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(config.log.level.as_str()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Plain => builder.init(),
-    }
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .thread_name("kcp-worker")
+        .enable_all()
+        .build()
 }
 
-#[tokio::main]
 async fn run(config: SidecarConfig, pod_name: Option<String>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    Pipeline::new(config)
-        .pod_name(pod_name)
-        .run(shutdown)
-        .await
-        .context("running the pipeline")
+    let listen = config.admin.listen;
+    // A revoke blocks the poll loop for up to drainTimeout: liveness must not kill a drain.
+    let health_threshold = DEFAULT_HEALTH_THRESHOLD
+        .max(config.delivery.drain_timeout.as_std() + Duration::from_secs(10));
+    let pipeline = Pipeline::new(config).pod_name(pod_name);
+    // Probes and metrics stay up until the pipeline has drained and committed. A port that cannot
+    // be bound does not stop consumption (nothing is lost by it); the probes fail, so it shows.
+    let admin_stop = CancellationToken::new();
+    let admin = Admin::new(pipeline.stats()).health_threshold(health_threshold);
+    let admin_task = match admin.bind(listen).await {
+        Ok(admin) => Some(tokio::spawn(admin.serve(admin_stop.clone()))),
+        Err(e) => {
+            error!(%listen, error = %e, "Cannot bind the admin server; probes, metrics and status are unavailable");
+            None
+        }
+    };
+    let result = pipeline.run(shutdown).await.context("running the pipeline");
+    admin_stop.cancel();
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    result
 }
 
 /// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once.

@@ -29,6 +29,7 @@ use crate::{
     deliver::Deliverer,
     dispatch::{Budget, Dispatcher, Job, PartitionState, Process},
     forward::{Forwarder, TargetError},
+    gate::Prober,
     offsets::OffsetTracker,
     record::Tp,
     stats::Stats,
@@ -122,6 +123,14 @@ impl Pipeline {
         )
         .map_err(PipelineError::Forwarder)?;
         let dead_letter = DeadLetter::new(&config, &env_fn).map_err(PipelineError::DeadLetter)?;
+        // App readiness: the poll loop fetches only while the gate is open (`gate.rs`).
+        let prober = Prober::from_config(&config.endpoint).map_err(PipelineError::Forwarder)?;
+        let gate_stop = CancellationToken::new();
+        let _gate_guard = gate_stop.clone().drop_guard();
+        {
+            let stats = Arc::clone(&stats);
+            tokio::spawn(async move { prober.run(&stats.gate, gate_stop).await });
+        }
         let deliverer = Arc::new(Deliverer::new(
             &config,
             forwarder,

@@ -1,8 +1,9 @@
 //! The pipeline's observability handle: counters, gauges and per-partition state.
 //!
 //! Plain atomics and small mutex-guarded maps, cheap to update from any stage and to read with
-//! [`Stats::snapshot`]. No HTTP server and no metrics library here: `/metrics`, `/status`,
-//! `/healthz` and `/readyz` are built on top of a [`StatsSnapshot`] elsewhere.
+//! [`Stats::snapshot`], plus the readiness [`Gate`], the poll loop's heartbeat and the delivery
+//! stage's histograms ([`DeliveryMetrics`]). No HTTP server here: `/metrics`, `/status`,
+//! `/healthz` and `/readyz` are built on top of it in `admin` and `metrics`.
 
 use std::{
     collections::BTreeMap,
@@ -10,14 +11,15 @@ use std::{
         Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     },
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
 
-use crate::record::Tp;
+use crate::{gate::Gate, metrics::DeliveryMetrics, record::Tp};
 
 /// Live counters, shared by every stage through an `Arc`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Records handed over by the consumer.
     pub received: AtomicU64,
@@ -46,8 +48,43 @@ pub struct Stats {
     pub drain_waited: AtomicU64,
     /// Whether the consumer currently holds an assignment from the group.
     pub joined: AtomicBool,
+    /// App readiness: fetching is paused while it is closed.
+    pub gate: Gate,
+    /// Attempt duration, end-to-end latency, failed attempts by class.
+    pub metrics: DeliveryMetrics,
+    /// When these stats were created; the heartbeat counts from here.
+    started: Instant,
+    /// Milliseconds after `started` of the poll loop's last tick.
+    heartbeat_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
     partitions: Mutex<BTreeMap<Tp, PartitionStats>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            received: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            app_down: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            dead_letter_failures: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            commit_failures: AtomicU64::new(0),
+            rebalances: AtomicU64::new(0),
+            pauses: AtomicU64::new(0),
+            drain_waited: AtomicU64::new(0),
+            joined: AtomicBool::new(false),
+            gate: Gate::default(),
+            metrics: DeliveryMetrics::default(),
+            started: Instant::now(),
+            heartbeat_ms: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            partitions: Mutex::new(BTreeMap::new()),
+        }
+    }
 }
 
 /// What is known about one assigned partition.
@@ -62,6 +99,12 @@ pub struct PartitionStats {
     pub commit_requested: Option<i64>,
     /// Whether fetching is paused because this partition's buffer is full.
     pub paused: bool,
+    /// Records between the committed offset and the partition's end, from librdkafka's
+    /// statistics (`consumer_lag`; `None` until known).
+    pub lag: Option<i64>,
+    /// Records dispatched and not finished: in flight, queued in a lane or waiting to retry
+    /// (refreshed every `commitInterval`).
+    pub pending: u64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -82,6 +125,16 @@ pub struct StatsSnapshot {
     pub pauses: u64,
     pub drain_waited: u64,
     pub joined: bool,
+    /// Whether the app answers (readiness gate open).
+    pub gate_open: bool,
+    /// Whether every assigned partition is paused because the app does not answer.
+    pub gate_paused: bool,
+    /// Time fetching was paused for the app, startup included, in milliseconds.
+    pub app_not_ready_ms: u64,
+    /// Times the app stopped answering after it had answered.
+    pub app_outages: u64,
+    /// Time since the poll loop last ticked, in milliseconds.
+    pub poll_age_ms: u64,
     pub last_error: Option<String>,
     /// Keyed by `<topic>/<partition>`.
     pub partitions: BTreeMap<String, PartitionStats>,
@@ -90,6 +143,40 @@ pub struct StatsSnapshot {
 impl Stats {
     pub fn incr(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// The poll loop is alive: called on every tick.
+    pub fn beat(&self) {
+        self.heartbeat_ms
+            .store(self.started.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    /// Time since the poll loop last ticked (since these stats were created, before the first).
+    pub fn poll_age(&self) -> Duration {
+        let last = Duration::from_millis(self.heartbeat_ms.load(Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    /// Records a partition's lag from librdkafka's statistics (negative = unknown).
+    pub fn set_lag(&self, tp: &Tp, lag: i64) {
+        if let Some(p) = self.lock_partitions().get_mut(tp) {
+            p.lag = (lag >= 0).then_some(lag);
+        }
+    }
+
+    /// Records a partition's unfinished record count.
+    pub fn set_pending(&self, tp: &Tp, pending: usize) {
+        if let Some(p) = self.lock_partitions().get_mut(tp) {
+            p.pending = pending as u64;
+        }
+    }
+
+    /// Every assigned partition and what is known about it.
+    pub fn partitions(&self) -> Vec<(Tp, PartitionStats)> {
+        self.lock_partitions()
+            .iter()
+            .map(|(tp, p)| (tp.clone(), p.clone()))
+            .collect()
     }
 
     /// Records the most recent error worth showing an operator.
@@ -150,6 +237,11 @@ impl Stats {
             pauses: self.pauses.load(Relaxed),
             drain_waited: self.drain_waited.load(Relaxed),
             joined: self.joined.load(Relaxed),
+            gate_open: self.gate.is_open(),
+            gate_paused: self.gate.paused_applied(),
+            app_not_ready_ms: self.gate.closed_time().as_millis() as u64,
+            app_outages: self.gate.closures(),
+            poll_age_ms: self.poll_age().as_millis() as u64,
             last_error: self
                 .last_error
                 .lock()

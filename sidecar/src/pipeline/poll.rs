@@ -58,7 +58,10 @@ pub(super) fn run(
     info!(?topics, "Consuming");
     let mut paused: Vec<Arc<PartitionState>> = Vec::new();
     let mut next_commit = Instant::now() + shared.commit_interval;
+    let mut gate = GateSync::default();
     while !shutdown.is_cancelled() && !abort.is_cancelled() {
+        shared.stats.beat();
+        gate.apply(&consumer, &shared);
         match consumer.poll(POLL_TIMEOUT) {
             None => {}
             Some(Ok(message)) => accept(&consumer, &shared, &message, &mut paused),
@@ -69,6 +72,9 @@ pub(super) fn run(
         }
         resume_drained(&consumer, &shared, &mut paused);
         if Instant::now() >= next_commit {
+            for state in shared.lock_partitions().values() {
+                shared.stats.set_pending(&state.tp, state.pending().0);
+            }
             commit::commit_async(&consumer, &shared.tracker, &shared.stats);
             next_commit = Instant::now() + shared.commit_interval;
         }
@@ -184,6 +190,10 @@ fn resume_drained(
     shared: &Shared,
     paused: &mut Vec<Arc<PartitionState>>,
 ) {
+    if !shared.stats.gate.is_open() {
+        // Everything stays paused until the app answers; `GateSync` resumes the rest then.
+        return;
+    }
     paused.retain(|state| {
         if state.stop.is_cancelled() || !state.paused.load(Relaxed) {
             // Revoked: the drain resumed it.
@@ -206,4 +216,74 @@ fn resume_drained(
             }
         }
     });
+}
+
+/// Applies the readiness gate (`gate.rs`) to the consumer: while the app does not answer, every
+/// assigned partition is paused (the consumer keeps polling, so it stays in the group); when it
+/// answers again, every assigned partition is resumed except those paused because their buffer
+/// is full (`resume_drained` resumes those once drained). Re-applied after each rebalance, so a
+/// partition assigned while the gate is closed starts paused and one assigned while it is open
+/// never stays paused from an earlier assignment.
+#[derive(Default)]
+struct GateSync {
+    /// Whether the partitions are paused for the gate.
+    paused: bool,
+    /// `Stats::rebalances` when the gate was last applied.
+    applied_at: Option<u64>,
+}
+
+impl GateSync {
+    fn apply(&mut self, consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared) {
+        let gate = &shared.stats.gate;
+        let open = gate.is_open();
+        let generation = shared.stats.rebalances.load(Relaxed);
+        if open != self.paused && self.applied_at == Some(generation) {
+            return;
+        }
+        if open {
+            let mut tpl = TopicPartitionList::new();
+            for s in shared.lock_partitions().values() {
+                if !s.paused.load(Relaxed) {
+                    tpl.add_partition(&s.tp.topic, s.tp.partition);
+                }
+            }
+            match consumer.resume(&tpl) {
+                Ok(()) => {
+                    if self.paused {
+                        info!(partitions = tpl.count(), "App answers; resumed fetching");
+                    }
+                    self.paused = false;
+                    self.applied_at = Some(generation);
+                    gate.set_paused_applied(false);
+                }
+                Err(e) => {
+                    warn!(error = %e, "Resuming partitions for the app failed; will try again")
+                }
+            }
+        } else {
+            let tpl = match consumer.assignment() {
+                Ok(tpl) => tpl,
+                Err(e) => {
+                    warn!(error = %e, "Reading the assignment failed; will try again");
+                    return;
+                }
+            };
+            match consumer.pause(&tpl) {
+                Ok(()) => {
+                    if !self.paused {
+                        info!(
+                            partitions = tpl.count(),
+                            "App not ready; paused fetching of every assigned partition"
+                        );
+                    }
+                    self.paused = true;
+                    self.applied_at = Some(generation);
+                    gate.set_paused_applied(true);
+                }
+                Err(e) => {
+                    warn!(error = %e, "Pausing partitions for the app failed; will try again")
+                }
+            }
+        }
+    }
 }

@@ -96,9 +96,13 @@ async fn second_consumer_joining_mid_stream_loses_nothing() {
         first_stats.drain_waited > 0,
         "the revoke found requests in flight and waited for them: {first_stats:?}"
     );
+    // The revoke commits synchronously (the periodic commit is 1h away). Kafka may refuse that
+    // commit while the group is mid-rebalance (seen under CPU load); the contract allows it (a
+    // refused commit only causes redelivery, and the shutdown commit below must still reach the
+    // end), so the check is that a commit was made, not that it was accepted.
     assert!(
-        first_stats.commits > 0,
-        "the revoke committed (the periodic commit is 1h away)"
+        first_stats.commits + first_stats.commit_failures > 0,
+        "the revoke committed or tried to: {first_stats:?}"
     );
     let s1 = first.stop().await;
     let s2 = second.stop().await;

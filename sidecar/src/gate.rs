@@ -1,0 +1,255 @@
+//! App-readiness gating: consume only while the app answers.
+//!
+//! Owns the [`Gate`] (open = the app answers; closed = fetching of every assigned partition is
+//! paused, without leaving the group) and the [`Prober`] task that opens and closes it. The gate
+//! starts closed: nothing is fetched before the app first answers. It closes when a probe fails
+//! or when a delivery finds the endpoint unreachable ([`Gate::app_unreachable`], from `deliver`),
+//! and reopens when a probe succeeds. The probe is a `GET endpoint.readinessUrl` (2xx = ready)
+//! when one is configured, otherwise a TCP connect to the endpoint (refused or timed out = not
+//! ready). It probes every [`CLOSED_INTERVAL`] while closed and every [`OPEN_INTERVAL`] while
+//! open. This module never talks to Kafka: the poll loop reads [`Gate::is_open`] and pauses or
+//! resumes the partitions itself (`pipeline/poll.rs`). Records already dispatched when the gate
+//! closes keep waiting for the app in `deliver` (unreachable waits do not count as attempts), so
+//! closing the gate never loses or dead-letters a record.
+
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::Empty;
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use kcp_crds::config::EndpointConfig;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::forward::TargetError;
+
+/// Probe period while the gate is closed.
+pub const CLOSED_INTERVAL: Duration = Duration::from_secs(1);
+/// Probe period while the gate is open (deliveries also close it at once on connection refused).
+pub const OPEN_INTERVAL: Duration = Duration::from_secs(5);
+/// Upper bound of one probe (the endpoint's `connectTimeout` when shorter).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the app answers; shared by the prober, the poll loop, `deliver` and the admin server.
+#[derive(Debug)]
+pub struct Gate {
+    open: AtomicBool,
+    /// Set by the poll loop once every assigned partition is actually paused for the gate.
+    paused_applied: AtomicBool,
+    /// When the gate last closed (`None` while open).
+    closed_since: Mutex<Option<Instant>>,
+    /// Milliseconds the gate was closed, not counting the current closed period.
+    closed_ms: AtomicU64,
+    /// Gate closures after it was first open (the app went away).
+    closures: AtomicU64,
+    wake: Notify,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            open: AtomicBool::new(false),
+            paused_applied: AtomicBool::new(false),
+            closed_since: Mutex::new(Some(Instant::now())),
+            closed_ms: AtomicU64::new(0),
+            closures: AtomicU64::new(0),
+            wake: Notify::new(),
+        }
+    }
+}
+
+impl Gate {
+    pub fn is_open(&self) -> bool {
+        self.open.load(Relaxed)
+    }
+
+    fn since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.closed_since
+            .lock()
+            .expect("invariant: gate lock never poisoned")
+    }
+
+    /// Opens the gate; true when it was closed.
+    pub fn open(&self) -> bool {
+        let mut since = self.since();
+        if self.open.swap(true, Relaxed) {
+            return false;
+        }
+        if let Some(t) = since.take() {
+            self.closed_ms
+                .fetch_add(t.elapsed().as_millis() as u64, Relaxed);
+        }
+        true
+    }
+
+    /// Closes the gate; true when it was open.
+    pub fn close(&self) -> bool {
+        let mut since = self.since();
+        if !self.open.swap(false, Relaxed) {
+            return false;
+        }
+        *since = Some(Instant::now());
+        self.closures.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// A delivery found the endpoint unreachable: close now and probe at once.
+    pub fn app_unreachable(&self) {
+        if self.close() {
+            warn!("Endpoint unreachable; pausing every assigned partition until it answers");
+            self.wake.notify_one();
+        }
+    }
+
+    /// Total time the gate has been closed (fetching paused for the app), current period included.
+    pub fn closed_time(&self) -> Duration {
+        let since = self.since();
+        let current = since.map_or(0, |t| t.elapsed().as_millis() as u64);
+        Duration::from_millis(self.closed_ms.load(Relaxed) + current)
+    }
+
+    /// Times the gate closed after being open.
+    pub fn closures(&self) -> u64 {
+        self.closures.load(Relaxed)
+    }
+
+    /// Whether the poll loop has paused every assigned partition for the gate.
+    pub fn paused_applied(&self) -> bool {
+        self.paused_applied.load(Relaxed)
+    }
+
+    pub fn set_paused_applied(&self, paused: bool) {
+        self.paused_applied.store(paused, Relaxed);
+    }
+}
+
+/// How readiness is checked.
+#[derive(Debug)]
+enum Probe {
+    /// `GET readinessUrl`, 2xx = ready.
+    Http {
+        uri: Uri,
+        client: Box<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>>,
+    },
+    /// A TCP connect to the endpoint.
+    Tcp { host: String, port: u16 },
+}
+
+/// Probes the app and drives a [`Gate`].
+#[derive(Debug)]
+pub struct Prober {
+    probe: Probe,
+    timeout: Duration,
+}
+
+impl Prober {
+    pub fn from_config(endpoint: &EndpointConfig) -> Result<Self, TargetError> {
+        let timeout = endpoint.connect_timeout.as_std().min(PROBE_TIMEOUT);
+        let probe = match &endpoint.readiness_url {
+            Some(url) => {
+                let uri: Uri = url.parse().map_err(|_| TargetError::Url(url.clone()))?;
+                let https = uri.scheme_str() == Some("https");
+                let connector = crate::forward::connector(timeout, https)?;
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(1)
+                    .build(connector);
+                Probe::Http {
+                    uri,
+                    client: Box::new(client),
+                }
+            }
+            None => {
+                let uri: Uri = endpoint
+                    .url
+                    .parse()
+                    .map_err(|_| TargetError::Url(endpoint.url.clone()))?;
+                let host = uri
+                    .host()
+                    .ok_or_else(|| TargetError::Url(endpoint.url.clone()))?
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned();
+                let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+                    Some("https") => 443,
+                    _ => 80,
+                });
+                Probe::Tcp { host, port }
+            }
+        };
+        Ok(Self { probe, timeout })
+    }
+
+    /// One probe: whether the app is ready, and why not.
+    pub async fn check(&self) -> Result<(), String> {
+        match &self.probe {
+            Probe::Http { uri, client } => {
+                let req = http::Request::get(uri.clone())
+                    .header(http::header::USER_AGENT, "kcp-sidecar-readiness")
+                    .body(Empty::new())
+                    .map_err(|e| e.to_string())?;
+                match tokio::time::timeout(self.timeout, client.request(req)).await {
+                    Err(_) => Err("readiness probe timed out".into()),
+                    Ok(Err(e)) => Err(format!("readiness probe failed: {e}")),
+                    Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
+                    Ok(Ok(resp)) => Err(format!("readiness probe answered {}", resp.status())),
+                }
+            }
+            Probe::Tcp { host, port } => {
+                let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
+                match tokio::time::timeout(self.timeout, connect).await {
+                    Err(_) => Err("connecting to the endpoint timed out".into()),
+                    Ok(Err(e)) => Err(format!("connecting to the endpoint: {e}")),
+                    Ok(Ok(_)) => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Probes until `stop` fires, opening and closing `gate`.
+    pub async fn run(self, gate: &Gate, stop: CancellationToken) {
+        let mut first = true;
+        loop {
+            let result = self.check().await;
+            if first && let Err(reason) = &result {
+                warn!(%reason, "App not answering yet; consuming starts when it does");
+            }
+            first = false;
+            match result {
+                Ok(()) => {
+                    if gate.open() {
+                        info!("App ready; consuming");
+                    }
+                }
+                Err(reason) => {
+                    if gate.close() {
+                        warn!(%reason, "App not ready; pausing every assigned partition");
+                    } else {
+                        debug!(%reason, "App still not ready");
+                    }
+                }
+            }
+            let every = if gate.is_open() {
+                OPEN_INTERVAL
+            } else {
+                CLOSED_INTERVAL
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+                _ = gate.wake.notified() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Prometheus metrics: one registry, one `Metrics` struct per stage, `kcp_` names with units.
+//!
+//! Two kinds of series. Distributions and labelled counters that only a metrics library can
+//! hold (attempt duration, end-to-end latency, failed attempts by class) live in
+//! [`DeliveryMetrics`], updated by `deliver` through [`Stats`]. Everything else is read from
+//! [`Stats`] at scrape time by [`StatsCollector`], so `/metrics` and `/status` can never disagree
+//! and a revoked partition's series disappear with it. Labels are bounded: `outcome` and `class`
+//! are fixed sets, `topic` and `partition` are bounded by the assignment. Never a key or offset.
+//! Text exposition only; no HTTP here (that is `admin`).
+
+use std::{sync::Arc, time::Duration};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::ConstGauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::{forward::Outcome, record::Record, stats::Stats};
+
+/// Failed-attempt class label: `2xx`..`5xx`, `timeout`, `connect`, `error`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    pub class: &'static str,
+}
+
+/// The delivery stage's own series.
+#[derive(Debug, Clone)]
+pub struct DeliveryMetrics {
+    /// One HTTP attempt, from sending the request to the end of the reply (or the timeout).
+    pub attempt_duration: Histogram,
+    /// Record timestamp → delivered (2xx accepted).
+    pub end_to_end: Histogram,
+    /// Attempts that did not deliver (and were not an app's `skip`), by class.
+    pub failed_attempts: Family<ClassLabel, Counter>,
+}
+
+impl Default for DeliveryMetrics {
+    fn default() -> Self {
+        Self {
+            // 1 ms .. ~33 s
+            attempt_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            // 5 ms .. ~45 min
+            end_to_end: Histogram::new(exponential_buckets(0.005, 3.0, 14)),
+            failed_attempts: Family::default(),
+        }
+    }
+}
+
+impl DeliveryMetrics {
+    /// The class of a failed attempt's outcome.
+    pub fn class(outcome: &Outcome) -> &'static str {
+        match outcome {
+            Outcome::Response { status, .. } => match status / 100 {
+                1 => "1xx",
+                2 => "2xx",
+                3 => "3xx",
+                4 => "4xx",
+                _ => "5xx",
+            },
+            Outcome::Timeout => "timeout",
+            Outcome::Unreachable(_) => "connect",
+            Outcome::Failed(_) => "error",
+        }
+    }
+
+    pub fn attempt_failed(&self, outcome: &Outcome) {
+        self.failed_attempts
+            .get_or_create(&ClassLabel {
+                class: Self::class(outcome),
+            })
+            .inc();
+    }
+
+    pub fn attempt_took(&self, elapsed: Duration) {
+        self.attempt_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// A record was delivered now: observe its end-to-end latency (when it has a timestamp).
+    pub fn delivered(&self, record: &Record, now_ms: i64) {
+        if let Some(ts) = record.timestamp {
+            let ms = (now_ms - ts).max(0);
+            self.end_to_end.observe(ms as f64 / 1000.0);
+        }
+    }
+}
+
+/// The registry served at `/metrics` for one pipeline.
+pub fn registry(stats: &Arc<Stats>) -> Registry {
+    let mut registry = Registry::with_prefix("kcp");
+    let m = &stats.metrics;
+    registry.register(
+        "delivery_attempt_duration_seconds",
+        "Duration of one HTTP delivery attempt",
+        m.attempt_duration.clone(),
+    );
+    registry.register(
+        "end_to_end_latency_seconds",
+        "Record timestamp to delivered (accepted by the app)",
+        m.end_to_end.clone(),
+    );
+    registry.register(
+        "delivery_failed_attempts",
+        "Delivery attempts that did not deliver, by class (2xx with a retry action or a failed bodyAck, 4xx, 5xx, timeout, connect, error)",
+        m.failed_attempts.clone(),
+    );
+    registry.register_collector(Box::new(StatsCollector(Arc::clone(stats))));
+    registry
+}
+
+/// Encodes `registry` in the Prometheus text format.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("invariant: writing to a String never fails");
+    out
+}
+
+/// Reads [`Stats`] at scrape time (names get the registry's `kcp_` prefix).
+#[derive(Debug)]
+pub struct StatsCollector(pub Arc<Stats>);
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    let g = ConstGauge::new(v);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let stats = &self.0;
+        let s = stats.snapshot();
+        counter(
+            &mut e,
+            "records_received",
+            "Records handed over by the consumer",
+            s.received,
+        )?;
+        {
+            let c = ConstCounter::new(0u64);
+            let mut d = e.encode_descriptor(
+                "deliveries",
+                "Delivery results: delivered, dead_lettered and skipped are final; retried counts attempts that will be tried again",
+                None,
+                c.metric_type(),
+            )?;
+            for (outcome, v) in [
+                ("delivered", s.delivered),
+                ("retried", s.retried),
+                ("dead_lettered", s.dead_lettered),
+                ("skipped", s.skipped),
+            ] {
+                ConstCounter::new(v).encode(d.encode_family(&[("outcome", outcome)])?)?;
+            }
+        }
+        counter(
+            &mut e,
+            "app_unreachable_attempts",
+            "Attempts that found the endpoint unreachable (not counted against maxAttempts)",
+            s.app_down,
+        )?;
+        counter(
+            &mut e,
+            "dead_letter_produce_failures",
+            "Dead-letter produce attempts that failed (the record stays uncommitted and is retried)",
+            s.dead_letter_failures,
+        )?;
+        gauge(
+            &mut e,
+            "requests_in_flight",
+            "HTTP requests in flight",
+            s.in_flight as i64,
+        )?;
+        counter(
+            &mut e,
+            "commits",
+            "Offset commits acknowledged by Kafka",
+            s.commits,
+        )?;
+        counter(
+            &mut e,
+            "commit_failures",
+            "Offset commits refused or failed",
+            s.commit_failures,
+        )?;
+        counter(
+            &mut e,
+            "rebalances",
+            "Rebalance events (assign or revoke)",
+            s.rebalances,
+        )?;
+        counter(
+            &mut e,
+            "buffer_pauses",
+            "Times a partition was paused because its buffer was full",
+            s.pauses,
+        )?;
+        gauge(
+            &mut e,
+            "group_joined",
+            "1 when the consumer has joined its group (an assignment, possibly empty)",
+            i64::from(s.joined),
+        )?;
+        gauge(
+            &mut e,
+            "app_ready",
+            "1 when the app answers (readiness gate open), 0 while fetching is paused for it",
+            i64::from(s.gate_open),
+        )?;
+        {
+            let c = ConstCounter::new(stats.gate.closed_time().as_secs_f64());
+            c.encode(e.encode_descriptor(
+                "app_not_ready_paused_seconds",
+                "Time fetching was paused because the app did not answer (startup included)",
+                None,
+                c.metric_type(),
+            )?)?;
+        }
+        gauge(
+            &mut e,
+            "assigned_partitions",
+            "Partitions assigned to this replica",
+            s.partitions.len() as i64,
+        )?;
+        gauge(
+            &mut e,
+            "paused_partitions",
+            "Assigned partitions whose fetching is paused (buffer full, or the app not ready)",
+            s.partitions
+                .values()
+                .filter(|p| p.paused || s.gate_paused)
+                .count() as i64,
+        )?;
+        {
+            let g = ConstGauge::new(s.poll_age_ms as f64 / 1000.0);
+            g.encode(e.encode_descriptor(
+                "poll_heartbeat_age_seconds",
+                "Time since the poll loop last ticked (liveness fails past a threshold)",
+                None,
+                g.metric_type(),
+            )?)?;
+        }
+        let parts = stats.partitions();
+        {
+            let g = ConstGauge::new(0i64);
+            let mut d = e.encode_descriptor(
+                "partition_committed_offset",
+                "Next offset to consume, as last committed by this replica (acknowledged, or sent by the periodic commit)",
+                None,
+                g.metric_type(),
+            )?;
+            for (tp, p) in &parts {
+                if let Some(o) = p.committed.max(p.commit_requested) {
+                    let labels = [
+                        ("topic", tp.topic.to_string()),
+                        ("partition", tp.partition.to_string()),
+                    ];
+                    ConstGauge::new(o).encode(d.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let g = ConstGauge::new(0i64);
+            let mut d = e.encode_descriptor(
+                "partition_lag_records",
+                "Records between the committed offset and the end of the partition (librdkafka statistics)",
+                None,
+                g.metric_type(),
+            )?;
+            for (tp, p) in &parts {
+                if let Some(lag) = p.lag {
+                    let labels = [
+                        ("topic", tp.topic.to_string()),
+                        ("partition", tp.partition.to_string()),
+                    ];
+                    ConstGauge::new(lag).encode(d.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let g = ConstGauge::new(0i64);
+            let mut d = e.encode_descriptor(
+                "partition_paused",
+                "1 when fetching of the partition is paused (buffer full, or the app not ready)",
+                None,
+                g.metric_type(),
+            )?;
+            for (tp, p) in &parts {
+                let labels = [
+                    ("topic", tp.topic.to_string()),
+                    ("partition", tp.partition.to_string()),
+                ];
+                ConstGauge::new(i64::from(p.paused || s.gate_paused))
+                    .encode(d.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! The demo's short form runs the real pipeline and passes its own checks.
+
+use kcp_crds::v1alpha1::Ordering;
+use kcp_sidecar::demo::{self, DemoOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_demo_short_form_passes_its_checks() {
+    let report = demo::run(DemoOptions {
+        records: 300,
+        partitions: 3,
+        keys: 20,
+        fail_rate: 0.2,
+        reject_every: 50,
+        ordering: Ordering::Key,
+        quiet: true,
+        ..DemoOptions::default()
+    })
+    .await
+    .expect("the demo runs");
+    assert!(report.passed(), "{report}");
+    assert!(report.missing.is_empty(), "{report}");
+    assert_eq!(report.rejected, 6, "{report}");
+    assert_eq!(report.dead_lettered, 6, "{report}");
+    assert_eq!(report.accepted, 294, "{report}");
+    assert_eq!(report.order_violations, Some(vec![]), "{report}");
+    assert!(report.failed_first_attempts > 0, "{report}");
+    assert_eq!(report.stats.delivered, 294);
+    assert_eq!(report.stats.dead_lettered, 6);
+}
