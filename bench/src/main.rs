@@ -1,3 +1,21 @@
-//! Placeholder: the benchmark program is built in its own issue.
+//! kcp-bench: see the library docs. Thin: parse flags, run.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use kcp_bench::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::SidecarChild { config }) => kcp_bench::sidecar::run_child(config),
+        None => kcp_bench::run(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kcp-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -24,6 +24,7 @@ pub mod offsets;
 pub mod pipeline;
 pub mod record;
 pub mod retry;
+pub mod serve;
 pub mod stats;
 pub mod telemetry;
 

@@ -9,7 +9,7 @@
 //! 66 when the config file cannot be read, 1 when the pipeline fails, 130 on a second
 //! signal (exit at once; nothing committed passes an unfinished record, so nothing is lost).
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -18,9 +18,9 @@ use kcp_crds::{
     config::{CONFIG_PATH_ENV, LogFormat, POD_NAME_ENV},
 };
 use kcp_sidecar::{
-    Pipeline, PipelineError,
-    admin::{Admin, DEFAULT_HEALTH_THRESHOLD},
-    demo, telemetry,
+    PipelineError, demo,
+    serve::{runtime, serve},
+    telemetry,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -28,8 +28,6 @@ use tracing::{error, info, warn};
 const EX_USAGE: u8 = 64;
 const EX_NOINPUT: u8 = 66;
 const EXIT_SECOND_SIGNAL: i32 = 130;
-/// Tokio worker threads: HTTP requests are I/O-bound and the poll loop has its own thread.
-const WORKER_THREADS: usize = 2;
 
 /// Consumes Kafka and delivers each record to an HTTP endpoint.
 #[derive(Parser, Debug)]
@@ -110,55 +108,43 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKER_THREADS)
-        .thread_name("kcp-worker")
-        .enable_all()
-        .build()
-}
-
 async fn run(config: SidecarConfig, pod_name: Option<String>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
-    let listen = config.admin.listen;
-    // A revoke blocks the poll loop for up to drainTimeout: liveness must not kill a drain.
-    let health_threshold = DEFAULT_HEALTH_THRESHOLD
-        .max(config.delivery.drain_timeout.as_std() + Duration::from_secs(10));
-    let pipeline = Pipeline::new(config).pod_name(pod_name);
-    // Probes and metrics stay up until the pipeline has drained and committed. A port that cannot
-    // be bound does not stop consumption (nothing is lost by it); the probes fail, so it shows.
-    let admin_stop = CancellationToken::new();
-    let admin = Admin::new(pipeline.stats()).health_threshold(health_threshold);
-    let admin_task = match admin.bind(listen).await {
-        Ok(admin) => Some(tokio::spawn(admin.serve(admin_stop.clone()))),
-        Err(e) => {
-            error!(%listen, error = %e, "Cannot bind the admin server; probes, metrics and status are unavailable");
-            None
-        }
-    };
-    let result = pipeline.run(shutdown).await.context("running the pipeline");
-    admin_stop.cancel();
-    if let Some(task) = admin_task {
-        let _ = task.await;
+    // Installed before the pipeline starts (and so before anything is logged): from then on a
+    // SIGTERM always drains.
+    let signals = Signals::install().context("installing signal handlers")?;
+    tokio::spawn(watch_signals(signals, shutdown.clone()));
+    serve(config, pod_name, shutdown, |_| {})
+        .await
+        .context("running the pipeline")
+}
+
+/// SIGTERM and SIGINT streams.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    result
+
+    async fn next(&mut self) {
+        tokio::select! { _ = self.term.recv() => {}, _ = self.int.recv() => {} }
+    }
 }
 
 /// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once.
-async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        warn!("Cannot install signal handlers; only a kill stops the sidecar");
-        return;
-    };
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+async fn watch_signals(mut signals: Signals, shutdown: CancellationToken) {
+    signals.next().await;
     info!("Signal received; draining (send another to exit at once)");
     shutdown.cancel();
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    signals.next().await;
     warn!("Second signal; exiting without draining");
     std::process::exit(EXIT_SECOND_SIGNAL);
 }

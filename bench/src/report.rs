@@ -1,0 +1,414 @@
+//! The results: one serializable [`Report`], written as JSON and rendered as markdown.
+//!
+//! Pure: figures in, text out. Targets are printed beside figures with a verdict; nothing is
+//! asserted.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    machine::Machine,
+    scenarios::{
+        Plan, Verdict, latency::Latency, parallel::Parallel, resources::Resources,
+        throughput::Throughput,
+    },
+    stats::Summary,
+};
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub tool: String,
+    pub started_unix_secs: u64,
+    pub wall_seconds: f64,
+    pub machine: Machine,
+    pub broker: String,
+    pub sidecar_runner: String,
+    pub plan: Plan,
+    pub throughput: Option<Throughput>,
+    pub latency: Option<Latency>,
+    pub resources: Option<Resources>,
+    pub parallel: Option<Parallel>,
+    pub operator: String,
+    /// Scenarios that were selected but could not be measured, with the reason.
+    pub not_measured: Vec<String>,
+}
+
+/// `12345.6` → `12,346`.
+pub fn thousands(x: f64) -> String {
+    if !x.is_finite() {
+        return "—".into();
+    }
+    let s = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < 0.0 { format!("-{out}") } else { out }
+}
+
+fn spread(s: Option<Summary>, f: impl Fn(f64) -> String) -> (String, String) {
+    match s {
+        Some(s) if s.n > 1 => (f(s.median), format!("{}–{}", f(s.min), f(s.max))),
+        Some(s) => (f(s.median), "(1 run)".into()),
+        None => ("—".into(), "—".into()),
+    }
+}
+
+fn pct(x: f64) -> String {
+    if x.abs() < 0.1 {
+        format!("{:.1}%", x * 100.0)
+    } else {
+        format!("{:.0}%", x * 100.0)
+    }
+}
+
+fn num(x: f64, digits: usize) -> String {
+    format!("{x:.digits$}")
+}
+
+impl Report {
+    /// Whether any scenario failed or recorded an error.
+    pub fn has_errors(&self) -> bool {
+        !self.not_measured.is_empty()
+            || self
+                .throughput
+                .as_ref()
+                .is_some_and(|t| !t.errors.is_empty())
+            || self.latency.as_ref().is_some_and(|l| !l.errors.is_empty())
+            || self.parallel.as_ref().is_some_and(|p| !p.errors.is_empty())
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "# kafka-consumer-proxy benchmark\n");
+        let _ = writeln!(o, "- Machine: {}", self.machine.line());
+        let _ = writeln!(o, "- Broker: {}", self.broker);
+        let _ = writeln!(o, "- Sidecar: {}", self.sidecar_runner);
+        let p = &self.plan;
+        let _ = writeln!(
+            o,
+            "- Plan: {}, {} repeat(s), {} B records; wall time {:.0} s\n",
+            if p.quick { "quick" } else { "full" },
+            p.repeat,
+            p.value_size,
+            self.wall_seconds
+        );
+        if !p.kafka_settings.is_empty() {
+            let kv: Vec<String> = p
+                .kafka_settings
+                .iter()
+                .map(|(k, v)| format!("`{k}={v}`"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "- Extra librdkafka settings (sidecar and bare consumer): {}\n",
+                kv.join(", ")
+            );
+        }
+        if let Some(t) = &self.throughput {
+            self.throughput_md(&mut o, t);
+        }
+        if let Some(l) = &self.latency {
+            latency_md(&mut o, l);
+        }
+        if let Some(r) = &self.resources {
+            resources_md(&mut o, r);
+        }
+        if let Some(pc) = &self.parallel {
+            parallel_md(&mut o, pc);
+        }
+        let _ = writeln!(o, "## Operator\n\n{}\n", self.operator);
+        if !self.not_measured.is_empty() {
+            let _ = writeln!(o, "## Not measured\n");
+            for n in &self.not_measured {
+                let _ = writeln!(o, "- {n}");
+            }
+            o.push('\n');
+        }
+        o
+    }
+
+    fn throughput_md(&self, o: &mut String, t: &Throughput) {
+        let _ = writeln!(
+            o,
+            "## Limits, measured in the same run\n\n| limit | at | median | spread (min–max) |\n|---|---|---:|---:|"
+        );
+        for l in &t.http_limit {
+            let (m, s) = spread(l.summary, thousands);
+            let _ = writeln!(
+                o,
+                "| HTTP: bare hyper client → sink | {} in flight | {m} req/s | {s} |",
+                l.at
+            );
+        }
+        for l in &t.kafka_limit {
+            let (m, s) = spread(l.summary, thousands);
+            let _ = writeln!(
+                o,
+                "| Kafka: bare consumer, sidecar's fetch settings | {} partition(s) | {m} rec/s | {s} |",
+                l.at
+            );
+        }
+        for l in &t.kafka_limit_librdkafka_defaults {
+            let (m, s) = spread(l.summary, thousands);
+            let _ = writeln!(
+                o,
+                "| Kafka: bare consumer, librdkafka defaults | {} partition(s) | {m} rec/s | {s} |",
+                l.at
+            );
+        }
+        let topics: Vec<String> = t
+            .topics
+            .iter()
+            .map(|x| {
+                format!(
+                    "{} records on {} partition(s)",
+                    thousands(x.records as f64),
+                    x.partitions
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "\nHTTP: {} requests of {} B per run. Kafka limit and sidecar: each run reads a whole preloaded topic ({}) for at most {} s; {} of the Kafka runs hit that cap (rate over what was read).",
+            thousands(t.http_requests_per_run as f64),
+            self.plan.value_size,
+            topics.join(", "),
+            t.cap_secs,
+            t.kafka_capped_runs
+        );
+        let _ = writeln!(
+            o,
+            "\n## Throughput ({} B records, {} keys per partition, {} repeat(s))\n\n\
+             Ratios are per repeat against the limit measured in that repeat (same concurrency; same topic and fetch settings); median (min–max). \
+             A run stops {} s after the sidecar joined even if records remain; \"capped\" counts such runs (rate over what was delivered).\n\n\
+             | maxInFlight | ordering | partitions | sidecar rec/s | spread | ÷ HTTP limit | ÷ Kafka limit | capped | target | verdict |\n\
+             |---:|---|---:|---:|---:|---:|---:|---:|---|---|",
+            self.plan.value_size, t.keys_per_partition, t.repeats, t.cap_secs
+        );
+        for r in &t.rows {
+            let (m, s) = spread(r.rate, thousands);
+            let ratio = |x: Option<Summary>| match x {
+                Some(x) if x.n > 1 => format!("{} ({}–{})", pct(x.median), pct(x.min), pct(x.max)),
+                Some(x) => pct(x.median),
+                None => "—".into(),
+            };
+            let (target, verdict) = match r.target {
+                Some(v) => ("≥ 90% of HTTP", v.label()),
+                None => ("", ""),
+            };
+            let capped = if r.capped_runs > 0 {
+                format!("{}/{}", r.capped_runs, r.samples.len())
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {m} | {s} | {} | {} | {capped} | {target} | {verdict} |",
+                r.max_in_flight,
+                r.ordering,
+                r.partitions,
+                ratio(r.ratio_to_http),
+                ratio(r.ratio_to_kafka)
+            );
+        }
+        for e in &t.errors {
+            let _ = writeln!(o, "\n- error: {e}");
+        }
+        o.push('\n');
+    }
+}
+
+fn latency_md(o: &mut String, l: &Latency) {
+    let _ = writeln!(
+        o,
+        "## Added latency ({} req/s for {} s per repeat, {} repeat(s); sidecar {} ordering, maxInFlight {}, {} partition)\n",
+        l.rate_per_sec, l.seconds_per_repeat, l.repeats, l.ordering, l.max_in_flight, l.partitions
+    );
+    if !l.client_config.is_empty() {
+        let kv: Vec<String> = l
+            .client_config
+            .iter()
+            .map(|(k, v)| format!("`{k}={v}`"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "Consumer setting for this scenario (bare consumer and sidecar alike): {}. The mock broker holds an empty fetch for the whole wait instead of answering when a record arrives.\n",
+            kv.join(", ")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "| path | p50 µs | p50 spread | p99 µs | p99 spread | target | verdict (p50, p99) |\n|---|---:|---:|---:|---:|---|---|"
+    );
+    let rows: [(
+        &str,
+        &crate::scenarios::latency::Percentiles,
+        Option<[Verdict; 2]>,
+    ); 6] = [
+        ("HTTP limit: bare hyper client → sink", &l.http, None),
+        (
+            "Kafka transit: producer → bare consumer",
+            &l.kafka_transit,
+            None,
+        ),
+        (
+            "bare forwarder: producer → bare consumer → bare hyper client → sink",
+            &l.bare_forwarder,
+            None,
+        ),
+        ("end to end: producer → sidecar → sink", &l.end_to_end, None),
+        (
+            "**added** = end to end − HTTP limit (issue's definition)",
+            &l.added,
+            Some(l.verdict_added),
+        ),
+        (
+            "added over the bare forwarder = end to end − bare forwarder",
+            &l.added_over_bare_forwarder,
+            Some(l.verdict_over_bare_forwarder),
+        ),
+    ];
+    for (name, p, v) in rows {
+        let (m50, s50) = spread(p.p50, |x| num(x, 0));
+        let (m99, s99) = spread(p.p99, |x| num(x, 0));
+        let (target, verdict) = match v {
+            Some([a, b]) => (
+                "p50 ≤ 100 µs, p99 ≤ 1 ms".to_owned(),
+                format!("{}, {}", a.label(), b.label()),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let _ = writeln!(
+            o,
+            "| {name} | {m50} | {s50} | {m99} | {s99} | {target} | {verdict} |"
+        );
+    }
+    for e in &l.errors {
+        let _ = writeln!(o, "\n- error: {e}");
+    }
+    o.push('\n');
+}
+
+fn resources_md(o: &mut String, r: &Resources) {
+    let _ = writeln!(
+        o,
+        "## Sidecar resources (its own process, /proc; {} ordering, maxInFlight {}; idle on {} partitions, backlog on {})\n\n\
+         | figure | value | target | verdict |\n|---|---:|---|---|",
+        r.ordering, r.max_in_flight, r.partitions, r.backlog_partitions
+    );
+    let _ = writeln!(
+        o,
+        "| resident memory, idle (joined, empty topic) | {:.1} MiB | ≤ 20 MiB | {} |",
+        r.idle_rss_mib,
+        r.verdict_idle.label()
+    );
+    let drained = if r.delivered < r.backlog {
+        format!(
+            "a backlog of {} records ({} delivered before the {} s cap)",
+            thousands(r.backlog as f64),
+            thousands(r.delivered as f64),
+            r.cap_secs
+        )
+    } else {
+        format!("a backlog of {} records", thousands(r.backlog as f64))
+    };
+    let _ = writeln!(
+        o,
+        "| resident memory, peak while draining {drained} (VmHWM) | {:.1} MiB | ≤ 64 MiB | {} |",
+        r.drain_peak_mib,
+        r.verdict_drain.label()
+    );
+    let _ = writeln!(
+        o,
+        "| CPU seconds per 10,000 records (user + system) | {:.3} s | ≤ 0.2 s | {} |",
+        r.cpu_seconds_per_10k,
+        r.verdict_cpu.label()
+    );
+    let _ = writeln!(
+        o,
+        "| drain (informative) | {} records in {:.1} s, {} rec/s, {:.1} CPU s | | |",
+        thousands(r.delivered as f64),
+        r.drain_seconds,
+        thousands(r.drain_rate),
+        r.cpu_seconds
+    );
+    let _ = writeln!(
+        o,
+        "| CPU while idle (informative; joined, empty topic, over 3 s) | {:.1} ms/s | | |",
+        r.idle_cpu_ms_per_sec
+    );
+    let _ = writeln!(
+        o,
+        "| CPU seconds per 10,000 records above the idle rate (informative) | {:.3} s | | |\n",
+        r.cpu_seconds_per_10k_above_idle
+    );
+}
+
+fn parallel_md(o: &mut String, pc: &Parallel) {
+    let _ = writeln!(
+        o,
+        "## Parallel-consumer table ({} records of {} B, 1 partition, sink sleeps 0–{} ms at random per record, maxInFlight {}, {} repeat(s))\n",
+        thousands(pc.records as f64),
+        pc.value_size,
+        pc.max_sleep_us as f64 / 1000.0,
+        pc.max_in_flight,
+        pc.repeats
+    );
+    let bare = pc
+        .bare_client
+        .map_or("—".into(), |s| format!("{:.2} s", s.median));
+    let _ = writeln!(
+        o,
+        "Sum of the sleeps (partition mode's floor): **{:.2} s**. Bare hyper client, {} in flight, same sleeps: {bare}. Floor = perfect scheduling with these sleeps. Published for Confluent's Parallel Consumer (16 threads): ~22 s partition, ~2.1 s key.\n",
+        pc.sum_of_sleeps_seconds, pc.max_in_flight
+    );
+    let _ = writeln!(
+        o,
+        "| mode | seconds to drain | spread | floor | ÷ floor | Parallel Consumer | target | verdict |\n|---|---:|---:|---:|---:|---:|---|---|"
+    );
+    for r in &pc.rows {
+        let (m, s) = if r.capped.is_empty() {
+            spread(r.seconds, |x| num(x, 2))
+        } else {
+            (
+                format!("> {:.0} (capped: {})", pc.cap_seconds, r.capped.join("; ")),
+                String::new(),
+            )
+        };
+        let ratio = r.ratio_to_floor.map_or("—".into(), |x| num(x.median, 2));
+        let published = r
+            .published_seconds
+            .map_or(String::new(), |x| format!("~{x} s"));
+        let _ = writeln!(
+            o,
+            "| {} | {m} | {s} | {:.2} | {ratio} | {published} | {} | {} |",
+            r.mode,
+            r.floor_seconds,
+            r.target.as_deref().unwrap_or(""),
+            r.verdict.label()
+        );
+    }
+    for e in &pc.errors {
+        let _ = writeln!(o, "\n- error: {e}");
+    }
+    o.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(-1000.0), "-1,000");
+        assert_eq!(thousands(f64::NAN), "—");
+    }
+}

@@ -1,0 +1,226 @@
+//! The scenarios and what they share: the plan (counts and repeats), the run context (broker,
+//! sink, scratch directory) and one helper that runs the sidecar child over a preloaded topic.
+
+pub mod latency;
+pub mod parallel;
+pub mod resources;
+pub mod throughput;
+
+use std::{cell::Cell, path::PathBuf, time::Duration};
+
+use anyhow::bail;
+use kcp_crds::v1alpha1::Ordering;
+use serde::Serialize;
+
+use crate::{
+    kafka::Broker,
+    sidecar::{self, Setup, SidecarProc},
+    sink::{Counts, Delay, Sink},
+};
+
+/// Counts and repeats for one run of the bench.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub quick: bool,
+    pub repeat: u32,
+    pub value_size: usize,
+    pub throughput_records: u64,
+    pub throughput_max_in_flight: Vec<u32>,
+    pub throughput_partitions: Vec<i32>,
+    pub throughput_keys_per_partition: u32,
+    pub latency_rate: u32,
+    pub latency_secs: f64,
+    pub backlog: u64,
+    pub parallel_records: u64,
+    pub parallel_keys: Vec<u32>,
+    pub parallel_max_in_flight: u32,
+    pub parallel_max_sleep_us: u32,
+    pub parallel_repeat: u32,
+    /// A throughput run (sidecar or bare consumer) stops after this many seconds even if records
+    /// remain; its rate is then over what was delivered.
+    pub throughput_cap_secs: u64,
+    /// The backlog drain stops after this many seconds even if records remain.
+    pub backlog_cap_secs: u64,
+    /// Extra librdkafka properties for the sidecar and the bare consumer (`--kafka-setting`).
+    pub kafka_settings: Vec<(String, String)>,
+}
+
+/// What every scenario uses.
+pub struct Ctx<'a> {
+    pub broker: &'a Broker,
+    pub bootstrap: String,
+    pub sink: &'a Sink,
+    pub workdir: PathBuf,
+    pub plan: &'a Plan,
+    /// The program every sidecar child runs (a pinned copy of this one).
+    pub child_exe: PathBuf,
+    runs: Cell<u32>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        broker: &'a Broker,
+        sink: &'a Sink,
+        workdir: PathBuf,
+        plan: &'a Plan,
+        child_exe: PathBuf,
+    ) -> Self {
+        Self {
+            broker,
+            bootstrap: broker.bootstrap(),
+            sink,
+            workdir,
+            plan,
+            child_exe,
+            runs: Cell::new(0),
+        }
+    }
+
+    /// A fresh name (topics and groups are never reused within or across runs).
+    pub fn unique(&self, what: &str) -> String {
+        let n = self.runs.get() + 1;
+        self.runs.set(n);
+        format!("kcp-bench-{}-{what}-{n}", std::process::id())
+    }
+
+    /// Creates a fresh topic and returns its name.
+    pub async fn topic(&self, what: &str, partitions: i32) -> anyhow::Result<String> {
+        let name = self.unique(what);
+        self.broker.create_topic(&name, partitions).await?;
+        Ok(name)
+    }
+
+    /// librdkafka properties for low-latency runs. The mock broker holds an empty fetch for the
+    /// whole `fetch.wait.max.ms` (500 ms by default) and does not answer early when a record
+    /// arrives, unlike a real broker; without this, latency would measure the mock, not the
+    /// sidecar. Applied to the bare consumer and the sidecar alike.
+    pub fn latency_overrides(&self) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        if self.broker.is_mock() {
+            v.push(("fetch.wait.max.ms".into(), "1".into()));
+        }
+        v.extend(self.plan.kafka_settings.iter().cloned());
+        v
+    }
+
+    /// Starts a sidecar child on `topic` and waits until it holds all `partitions`.
+    pub async fn start_sidecar(
+        &self,
+        topic: &str,
+        partitions: i32,
+        ordering: Ordering,
+        max_in_flight: u32,
+        client_config: Vec<(String, String)>,
+    ) -> anyhow::Result<SidecarProc> {
+        let group = self.unique("group");
+        let setup = Setup {
+            topic: topic.into(),
+            group: group.clone(),
+            ordering,
+            max_in_flight,
+            client_config: self
+                .plan
+                .kafka_settings
+                .iter()
+                .cloned()
+                .chain(client_config)
+                .collect(),
+        };
+        let config = sidecar::config(&self.bootstrap, &self.sink.url(), &setup)?;
+        let mut child = SidecarProc::spawn(&self.child_exe, &config, &self.workdir, &group).await?;
+        let joined = child
+            .wait_joined(partitions as usize, Duration::from_secs(60))
+            .await?;
+        eprintln!(
+            "  sidecar pid {} joined {group} in {joined:.1?}",
+            child.pid()
+        );
+        Ok(child)
+    }
+
+    /// Runs a sidecar over `records` already in `topic` for at most `cap` after it joined, and
+    /// returns what the sink (reset to `delay` first) saw from the first request to the last
+    /// answer.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn drain_with_sidecar(
+        &self,
+        topic: &str,
+        partitions: i32,
+        records: u64,
+        ordering: Ordering,
+        max_in_flight: u32,
+        delay: Delay,
+        cap: Duration,
+    ) -> anyhow::Result<Drain> {
+        self.sink.reset(delay, false);
+        let child = self
+            .start_sidecar(topic, partitions, ordering, max_in_flight, Vec::new())
+            .await?;
+        let mut counts = self.sink.wait_done(records, cap).await;
+        if counts.done < records {
+            // Capped: the rate is over the whole capped window, not up to the last answer.
+            counts.last_done_ns = crate::clock::now_ns();
+        }
+        child.stop(Duration::from_secs(30)).await?;
+        if counts.done == 0 {
+            bail!("sidecar delivered nothing within {cap:?}");
+        }
+        Ok(Drain {
+            counts,
+            expected: records,
+        })
+    }
+}
+
+/// What a sidecar run over a preloaded topic delivered.
+#[derive(Clone, Copy, Debug)]
+pub struct Drain {
+    pub counts: Counts,
+    pub expected: u64,
+}
+
+impl Drain {
+    /// Whether the time cap ended the run before every record was delivered.
+    pub fn capped(&self) -> bool {
+        self.counts.done < self.expected
+    }
+}
+
+/// Whether a figure meets its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    Met,
+    Missed,
+    NotMeasured,
+    /// The issue sets no target for this figure.
+    NoTarget,
+}
+
+impl Verdict {
+    pub fn at_most(value: Option<f64>, limit: f64) -> Self {
+        match value {
+            Some(v) if v <= limit => Self::Met,
+            Some(_) => Self::Missed,
+            None => Self::NotMeasured,
+        }
+    }
+
+    pub fn at_least(value: Option<f64>, limit: f64) -> Self {
+        match value {
+            Some(v) if v >= limit => Self::Met,
+            Some(_) => Self::Missed,
+            None => Self::NotMeasured,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Met => "met",
+            Self::Missed => "**missed**",
+            Self::NotMeasured => "not measured",
+            Self::NoTarget => "—",
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Throughput: records/s through the sidecar for every maxInFlight × ordering × partition
+//! count, each as a ratio to the HTTP limit (bare hyper client, same concurrency) and to the
+//! Kafka limit (bare consumer, same topic) measured in the same repeat.
+
+use std::time::Duration;
+
+use kcp_crds::v1alpha1::Ordering;
+use serde::Serialize;
+
+use super::{Ctx, Verdict};
+use crate::{
+    client,
+    clock::untimed_payload,
+    kafka::{self, FetchSettings, Preload},
+    sidecar::ordering_name,
+    sink::Delay,
+    stats::Summary,
+};
+
+pub const ORDERINGS: [Ordering; 3] = [Ordering::Partition, Ordering::Key, Ordering::Unordered];
+/// The target: at maxInFlight 64, key or unordered, 8 partitions, ≥ 90% of bare hyper.
+pub const TARGET_RATIO: f64 = 0.9;
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limit {
+    /// Concurrency (HTTP) or partition count (Kafka).
+    pub at: u32,
+    pub samples: Vec<f64>,
+    pub summary: Option<Summary>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    pub max_in_flight: u32,
+    pub ordering: &'static str,
+    pub partitions: i32,
+    /// Records/s per repeat (NaN where the run failed).
+    pub samples: Vec<f64>,
+    pub rate: Option<Summary>,
+    /// Sidecar / HTTP limit at the same concurrency, per repeat.
+    pub ratio_to_http: Option<Summary>,
+    /// Sidecar / Kafka limit on the same topic, per repeat.
+    pub ratio_to_kafka: Option<Summary>,
+    /// Whether the ≥ 90% target applies to this row, and the verdict.
+    pub target: Option<Verdict>,
+    /// Runs that the time cap ended before every record was delivered.
+    pub capped_runs: u32,
+}
+
+/// Records in one throughput topic (every run drains all of them, unless capped).
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicRecords {
+    pub partitions: i32,
+    pub records: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Throughput {
+    pub http_requests_per_run: u64,
+    pub topics: Vec<TopicRecords>,
+    pub keys_per_partition: u32,
+    pub repeats: u32,
+    pub cap_secs: u64,
+    pub http_limit: Vec<Limit>,
+    /// Bare consumer with the sidecar's fetch settings: the ratio's denominator.
+    pub kafka_limit: Vec<Limit>,
+    /// Bare consumer with librdkafka's defaults, for comparison.
+    pub kafka_limit_librdkafka_defaults: Vec<Limit>,
+    /// Kafka-limit runs the time cap ended early (rate over what was read).
+    pub kafka_capped_runs: u32,
+    pub rows: Vec<Row>,
+    pub errors: Vec<String>,
+}
+
+fn limit(at: u32, samples: Vec<f64>) -> Limit {
+    Limit {
+        at,
+        summary: Summary::of(&samples),
+        samples,
+    }
+}
+
+fn ratios(a: &[f64], b: &[f64]) -> Option<Summary> {
+    let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    Summary::of(&r)
+}
+
+pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Throughput> {
+    let plan = ctx.plan;
+    let n = plan.throughput_records;
+    let mifs = &plan.throughput_max_in_flight;
+    let parts = &plan.throughput_partitions;
+    let mut topics = Vec::new();
+    let mut topic_records = Vec::new();
+    for &p in parts {
+        let topic = ctx.topic(&format!("tput-p{p}"), p).await?;
+        // The mock broker keeps 5 MiB per partition: fewer records on fewer partitions.
+        let records = ctx
+            .broker
+            .records_per_partition(plan.value_size)
+            .map_or(n, |per| n.min(per * p as u64));
+        let spec = Preload {
+            topic: topic.clone(),
+            partitions: p,
+            records,
+            keys_per_partition: plan.throughput_keys_per_partition,
+            value_size: plan.value_size,
+        };
+        let took = kafka::preload(&ctx.bootstrap, &spec)?;
+        eprintln!(
+            "[throughput] preloaded {records} records into {topic} ({p} partitions) in {took:.1?}"
+        );
+        topics.push((p, topic, records));
+        topic_records.push(TopicRecords {
+            partitions: p,
+            records,
+        });
+    }
+    let body = untimed_payload(plan.value_size);
+    let mut http = vec![Vec::new(); mifs.len()];
+    let mut kafka_lim = vec![Vec::new(); parts.len()];
+    let mut kafka_def = vec![Vec::new(); parts.len()];
+    let mut kafka_capped = 0;
+    let mut capped = vec![vec![vec![0u32; parts.len()]; ORDERINGS.len()]; mifs.len()];
+    // [mif][ordering][partitions] -> samples
+    let mut samples = vec![vec![vec![Vec::new(); parts.len()]; ORDERINGS.len()]; mifs.len()];
+    let mut errors = Vec::new();
+    let cap = Duration::from_secs(plan.throughput_cap_secs);
+    for r in 0..plan.repeat {
+        for (i, &c) in mifs.iter().enumerate() {
+            ctx.sink.reset(Delay::None, false);
+            client::drive(&ctx.sink.url(), c as usize, n, body.clone()).await?;
+            let rate = ctx.sink.counts().rate();
+            eprintln!(
+                "[throughput {}/{}] HTTP limit at {c} in flight: {rate:.0} req/s",
+                r + 1,
+                plan.repeat
+            );
+            http[i].push(rate);
+        }
+        for (j, (p, topic, n)) in topics.iter().enumerate() {
+            let n = *n;
+            for (settings, out) in [
+                (FetchSettings::Sidecar, &mut kafka_lim[j]),
+                (FetchSettings::Librdkafka, &mut kafka_def[j]),
+            ] {
+                let d = kafka::drain_bare(
+                    &ctx.bootstrap,
+                    topic,
+                    *p,
+                    n,
+                    settings,
+                    &plan.kafka_settings,
+                    cap,
+                )?;
+                eprintln!(
+                    "[throughput {}/{}] Kafka limit ({settings:?} fetch settings), {p} partitions: {:.0} rec/s{}",
+                    r + 1,
+                    plan.repeat,
+                    d.rate(),
+                    if d.complete { "" } else { " (capped)" }
+                );
+                kafka_capped += u32::from(!d.complete);
+                out.push(d.rate());
+            }
+        }
+        for (i, &mif) in mifs.iter().enumerate() {
+            for (o, &ordering) in ORDERINGS.iter().enumerate() {
+                for (j, (p, topic, n)) in topics.iter().enumerate() {
+                    let n = *n;
+                    let res = ctx
+                        .drain_with_sidecar(topic, *p, n, ordering, mif, Delay::None, cap)
+                        .await;
+                    let rate = match res {
+                        Ok(d) => {
+                            if d.counts.done > n {
+                                errors.push(format!(
+                                    "{mif}/{}/{p}: {} duplicate deliveries",
+                                    ordering_name(ordering),
+                                    d.counts.done - n
+                                ));
+                            }
+                            if d.capped() {
+                                capped[i][o][j] += 1;
+                                eprintln!(
+                                    "  capped after {cap:?}: {} of {n} delivered",
+                                    d.counts.done
+                                );
+                            }
+                            d.counts.rate()
+                        }
+                        Err(e) => {
+                            errors.push(format!(
+                                "maxInFlight {mif}, {}, {p} partitions: {e:#}",
+                                ordering_name(ordering)
+                            ));
+                            f64::NAN
+                        }
+                    };
+                    eprintln!(
+                        "[throughput {}/{}] sidecar maxInFlight {mif} {} {p}p: {rate:.0} rec/s ({:.2} of HTTP limit)",
+                        r + 1,
+                        plan.repeat,
+                        ordering_name(ordering),
+                        rate / http[i][r as usize]
+                    );
+                    samples[i][o][j].push(rate);
+                }
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, &mif) in mifs.iter().enumerate() {
+        for (o, &ordering) in ORDERINGS.iter().enumerate() {
+            for (j, &p) in parts.iter().enumerate() {
+                let s = &samples[i][o][j];
+                let ratio_to_http = ratios(s, &http[i]);
+                let applies = mif == 64 && p == 8 && ordering != Ordering::Partition;
+                rows.push(Row {
+                    max_in_flight: mif,
+                    ordering: ordering_name(ordering),
+                    partitions: p,
+                    rate: Summary::of(s),
+                    ratio_to_http,
+                    ratio_to_kafka: ratios(s, &kafka_lim[j]),
+                    target: applies
+                        .then(|| Verdict::at_least(ratio_to_http.map(|r| r.median), TARGET_RATIO)),
+                    samples: s.clone(),
+                    capped_runs: capped[i][o][j],
+                });
+            }
+        }
+    }
+    Ok(Throughput {
+        http_requests_per_run: n,
+        topics: topic_records,
+        keys_per_partition: plan.throughput_keys_per_partition,
+        repeats: plan.repeat,
+        cap_secs: plan.throughput_cap_secs,
+        http_limit: mifs.iter().zip(http).map(|(&c, s)| limit(c, s)).collect(),
+        kafka_limit: parts
+            .iter()
+            .zip(kafka_lim)
+            .map(|(&p, s)| limit(p as u32, s))
+            .collect(),
+        kafka_limit_librdkafka_defaults: parts
+            .iter()
+            .zip(kafka_def)
+            .map(|(&p, s)| limit(p as u32, s))
+            .collect(),
+        kafka_capped_runs: kafka_capped,
+        rows,
+        errors,
+    })
+}

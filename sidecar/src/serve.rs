@@ -1,0 +1,62 @@
+//! The production process around a [`Pipeline`]: the runtime's shape and the admin server that
+//! lives exactly as long as the pipeline, drain included.
+//!
+//! `main.rs` and the benchmark's sidecar child both call [`serve`] inside [`runtime`], so what
+//! the benchmark measures is what runs in pods. Owns no signal handling: the caller decides
+//! what cancels `shutdown` (SIGTERM in the binary, stdin EOF in the benchmark).
+
+use std::{sync::Arc, time::Duration};
+
+use kcp_crds::SidecarConfig;
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+use crate::{
+    Pipeline, PipelineError, Stats,
+    admin::{Admin, DEFAULT_HEALTH_THRESHOLD},
+};
+
+/// Tokio worker threads: HTTP requests are I/O-bound and the poll loop has its own thread.
+pub const WORKER_THREADS: usize = 2;
+
+/// The multi-thread runtime the sidecar runs on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .thread_name("kcp-worker")
+        .enable_all()
+        .build()
+}
+
+/// Runs the pipeline with its admin server until `shutdown` is cancelled and the drain and
+/// final commit are done. `on_stats` receives the stats handle before consuming starts.
+pub async fn serve(
+    config: SidecarConfig,
+    pod_name: Option<String>,
+    shutdown: CancellationToken,
+    on_stats: impl FnOnce(Arc<Stats>),
+) -> Result<(), PipelineError> {
+    let listen = config.admin.listen;
+    // A revoke blocks the poll loop for up to drainTimeout: liveness must not kill a drain.
+    let health_threshold = DEFAULT_HEALTH_THRESHOLD
+        .max(config.delivery.drain_timeout.as_std() + Duration::from_secs(10));
+    let pipeline = Pipeline::new(config).pod_name(pod_name);
+    on_stats(pipeline.stats());
+    // Probes and metrics stay up until the pipeline has drained and committed. A port that cannot
+    // be bound does not stop consumption (nothing is lost by it); the probes fail, so it shows.
+    let admin_stop = CancellationToken::new();
+    let admin = Admin::new(pipeline.stats()).health_threshold(health_threshold);
+    let admin_task = match admin.bind(listen).await {
+        Ok(admin) => Some(tokio::spawn(admin.serve(admin_stop.clone()))),
+        Err(e) => {
+            error!(%listen, error = %e, "Cannot bind the admin server; probes, metrics and status are unavailable");
+            None
+        }
+    };
+    let result = pipeline.run(shutdown).await;
+    admin_stop.cancel();
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    result
+}
