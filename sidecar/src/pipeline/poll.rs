@@ -83,12 +83,15 @@ pub(super) fn run(
         info!("Aborting: no drain, no further commit");
         shared.stop.cancel();
     } else {
-        info!("Shutting down: draining in-flight records");
+        info!("Shutting down: finishing dispatched records");
         let deadline = Instant::now() + shared.drain_timeout;
         let states: Vec<Arc<PartitionState>> =
             shared.lock_partitions().drain().map(|(_, s)| s).collect();
+        // One drainTimeout for the whole sequence: finish what was dispatched while it makes
+        // progress, then stop, wait for what is in flight, and commit.
+        shared.finish_dispatched(&states, deadline);
         shared.stop.cancel();
-        shared.drain(&consumer, &states);
+        shared.drain_until(&consumer, &states, deadline);
         final_commit(&consumer, &shared, deadline);
     }
     shared.stats.joined.store(false, Relaxed);

@@ -28,6 +28,8 @@ use crate::{
 
 /// How often the drain checks whether in-flight records finished.
 const DRAIN_CHECK: Duration = Duration::from_millis(2);
+/// How long shutdown waits for the next dispatched record to finish before it stops waiting.
+const FINISH_STALL: Duration = Duration::from_secs(2);
 
 impl RebalanceHandler for Shared {
     fn assigned(&self, _consumer: &BaseConsumer<ConsumerCtx>, tps: &[Tp]) {
@@ -88,6 +90,40 @@ impl Shared {
     /// Stops `states`, waits for their in-flight records up to `drainTimeout` and aborts what is
     /// left. Blocks the calling (poll) thread. Commits nothing: the caller does, afterwards.
     pub fn drain(&self, consumer: &BaseConsumer<ConsumerCtx>, states: &[Arc<PartitionState>]) {
+        self.drain_until(consumer, states, Instant::now() + self.drain_timeout);
+    }
+
+    /// Lets the records already dispatched to `states` keep finishing, without stopping them,
+    /// while they make progress: used at shutdown, before [`Shared::drain_until`]. Discarding a
+    /// queued record while later ones of its partition have finished (key and unordered modes)
+    /// would make the restart deliver those finished records again, since the commit stops at the
+    /// lowest unfinished offset. Gives up at `deadline`, or when nothing finished for
+    /// [`FINISH_STALL`] (a failing app backing off, a blocked key): shutdown then proceeds as a
+    /// revoke does, and what is left is redelivered, never lost.
+    pub fn finish_dispatched(&self, states: &[Arc<PartitionState>], deadline: Instant) {
+        let pending = || states.iter().map(|s| s.pending().0).sum::<usize>();
+        let mut last = pending();
+        let mut last_progress = Instant::now();
+        while last > 0 && !self.abort.is_cancelled() && Instant::now() < deadline {
+            std::thread::sleep(DRAIN_CHECK);
+            let now = pending();
+            if now < last {
+                last_progress = Instant::now();
+            } else if last_progress.elapsed() >= FINISH_STALL {
+                break;
+            }
+            last = now;
+        }
+        info!(left = last, "Finished dispatched records");
+    }
+
+    /// [`Shared::drain`] with an explicit deadline.
+    pub fn drain_until(
+        &self,
+        consumer: &BaseConsumer<ConsumerCtx>,
+        states: &[Arc<PartitionState>],
+        deadline: Instant,
+    ) {
         if states.is_empty() {
             return;
         }
@@ -96,7 +132,6 @@ impl Shared {
         }
         let tps: Vec<Tp> = states.iter().map(|s| s.tp.clone()).collect();
         let discarded = self.dispatcher.discard_waiting(&tps);
-        let deadline = Instant::now() + self.drain_timeout;
         let waiting = states.iter().map(|s| s.pending().0).sum::<usize>();
         self.stats.drain_waited.fetch_add(waiting as u64, Relaxed);
         let in_flight = |states: &[Arc<PartitionState>]| -> usize {
