@@ -56,6 +56,10 @@ pub struct Cli {
     /// `KEY=VALUE` (repeatable); for experiments. None by default.
     #[arg(long = "kafka-setting", env = "KCP_BENCH_KAFKA_SETTING", value_parser = parse_setting)]
     pub kafka_settings: Vec<(String, String)>,
+    /// The preload producer's `batch.size` in bytes. A consumer fetches whole batches, so with
+    /// many partitions behind, memory grows with it (1,000,000 is librdkafka's default).
+    #[arg(long, env = "KCP_BENCH_PRELOAD_BATCH_BYTES", default_value_t = crate::kafka::DEFAULT_BATCH_BYTES, value_parser = clap::value_parser!(u32).range(1024..=1_000_000))]
+    pub preload_batch_bytes: u32,
     /// Keep the scratch directory (each sidecar child's config and log) after a successful run.
     #[arg(long, env = "KCP_BENCH_KEEP_SCRATCH")]
     pub keep_scratch: bool,
@@ -82,6 +86,13 @@ pub enum Command {
     SidecarChild {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Runs the operator as `kcp-operator` does, with these operator flags after `--` (used by
+    /// the bench on itself).
+    #[command(hide = true, name = "operator-child")]
+    OperatorChild {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 

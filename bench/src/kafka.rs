@@ -4,7 +4,10 @@
 //! forwarding, with the sidecar's own fetch settings).
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     time::{Duration, Instant},
 };
 
@@ -27,6 +30,9 @@ use crate::clock::{now_ns, payload, sent_ns};
 /// What librdkafka's mock broker keeps of a partition: older message sets are deleted past
 /// 5 MiB (`mpart->max_size` in `rdkafka_mock.c`). Preloads stay under it.
 pub const MOCK_PARTITION_BYTES: u64 = 5 * 1024 * 1024;
+/// The preload producer's default `batch.size`: the Java client's default (librdkafka's is
+/// 1,000,000), the most common producer in front of a consumer like ours.
+pub const DEFAULT_BATCH_BYTES: u32 = 16_384;
 
 /// Where the records live for this run.
 pub enum Broker {
@@ -115,12 +121,17 @@ impl ProducerContext for CountingCtx {
     }
 }
 
-fn producer(bootstrap: &str, linger_ms: &str) -> anyhow::Result<BaseProducer<CountingCtx>> {
+fn producer(
+    bootstrap: &str,
+    linger_ms: &str,
+    batch_bytes: u32,
+) -> anyhow::Result<BaseProducer<CountingCtx>> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "1")
         .set("linger.ms", linger_ms)
         .set("batch.num.messages", "10000")
+        .set("batch.size", batch_bytes.to_string())
         .set("queue.buffering.max.messages", "1000000")
         .set("enable.idempotence", "false")
         .create_with_context(CountingCtx::default())?)
@@ -168,6 +179,9 @@ pub struct Preload {
     /// Distinct keys per partition, assigned round robin (`p<partition>-k<n>`).
     pub keys_per_partition: u32,
     pub value_size: usize,
+    /// The producer's `batch.size`: a consumer fetches whole batches, so this sets how much
+    /// one partition's fetch holds at least.
+    pub batch_bytes: u32,
 }
 
 impl Preload {
@@ -182,7 +196,7 @@ impl Preload {
 /// Produces the records (batched, `linger.ms` 5, `acks` 1) and waits for every acknowledgement.
 pub fn preload(bootstrap: &str, spec: &Preload) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let p = producer(bootstrap, "5")?;
+    let p = producer(bootstrap, "5", spec.batch_bytes)?;
     let value = payload(spec.value_size, 0);
     for i in 0..spec.records {
         let (partition, key) = spec.key_of(i);
@@ -223,7 +237,7 @@ pub fn produce_at_rate(
     value_size: usize,
 ) -> std::thread::JoinHandle<anyhow::Result<u64>> {
     std::thread::spawn(move || {
-        let p = producer(&bootstrap, "0")?;
+        let p = producer(&bootstrap, "0", DEFAULT_BATCH_BYTES)?;
         send(&p, &topic, 0, "warm-up", &payload(value_size, 0))?;
         p.flush(Duration::from_secs(30)).context("warm-up record")?;
         let total = timed_records(rate, duration);
@@ -339,30 +353,61 @@ pub fn drain_bare(
     overrides: &[(String, String)],
     cap: Duration,
 ) -> anyhow::Result<Drained> {
-    let c = bare_consumer(bootstrap, settings, overrides)?;
+    let c = Arc::new(bare_consumer(bootstrap, settings, overrides)?);
+    // With the sidecar's settings, read as the sidecar does: one queue per partition, split
+    // before the assignment (its queue limits are per partition then), taken in rounds.
+    let queues = if settings == FetchSettings::Sidecar {
+        (0..partitions)
+            .map(|p| {
+                c.split_partition_queue(topic, p)
+                    .with_context(|| format!("splitting the queue of {topic}/{p}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     c.assign(&tpl)?;
     // Connecting may take a while; the cap runs from the first record.
-    let mut deadline = Instant::now() + cap + Duration::from_secs(30);
-    let (mut n, mut bytes, mut first, mut last) = (0u64, 0usize, None, Instant::now());
-    while n < expected && Instant::now() < deadline {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                last = Instant::now();
-                if first.is_none() {
-                    first = Some(last);
-                    deadline = last + cap;
-                }
-                bytes += m.payload_len();
-                n += 1;
+    let mut t = Tally {
+        n: 0,
+        bytes: 0,
+        first: None,
+        last: Instant::now(),
+        deadline: Instant::now() + cap + Duration::from_secs(30),
+        cap,
+    };
+    while t.n < expected && Instant::now() < t.deadline {
+        let mut round = 0;
+        for q in &queues {
+            while let Some(r) = q.poll(Duration::ZERO) {
+                t.take(&r.map_err(|e| anyhow::anyhow!("bare consumer: {e}"))?);
+                round += 1;
             }
+        }
+        // Serves events; waits for records only when the partition queues had none.
+        let wait = if round == 0 {
+            Duration::from_millis(if queues.is_empty() { 100 } else { 1 })
+        } else {
+            Duration::ZERO
+        };
+        match c.poll(wait) {
+            Some(Ok(m)) => t.take(&m),
             Some(Err(e)) => bail!("bare consumer: {e}"),
             None => {}
         }
     }
+    drop(queues);
+    let Tally {
+        n,
+        bytes,
+        first,
+        last,
+        ..
+    } = t;
     if n == 0 {
         bail!("bare consumer read nothing of {expected} records");
     }
@@ -375,6 +420,28 @@ pub fn drain_bare(
         window: first.map_or(Duration::ZERO, |f| end - f),
         complete,
     })
+}
+
+/// What a bare drain has read so far.
+struct Tally {
+    n: u64,
+    bytes: usize,
+    first: Option<Instant>,
+    last: Instant,
+    deadline: Instant,
+    cap: Duration,
+}
+
+impl Tally {
+    fn take(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        self.last = Instant::now();
+        if self.first.is_none() {
+            self.first = Some(self.last);
+            self.deadline = self.last + self.cap;
+        }
+        self.bytes += m.payload_len();
+        self.n += 1;
+    }
 }
 
 /// Kafka transit at a fixed rate: produce-time-to-poll-time as a bare consumer sees it (ns,

@@ -6,13 +6,17 @@
 //! as a child process ([`sidecar`]). Every sidecar figure is reported next to, and as a ratio
 //! to, the limit measured in the same run, because the machine is shared and noisy. The
 //! [`scenarios`] produce a [`report::Report`], printed as markdown and written as JSON.
+//! The one exception is the operator scenario: it needs a cluster (`KUBECONFIG`) and runs the
+//! operator as another child ([`operator`]) against it.
 
 pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod kafka;
 pub mod machine;
+pub mod operator;
 pub mod proc;
+pub mod prom;
 pub mod report;
 pub mod scenarios;
 pub mod sidecar;
@@ -32,7 +36,7 @@ use crate::{
     kafka::Broker,
     machine::Machine,
     report::Report,
-    scenarios::{Ctx, Plan},
+    scenarios::{Ctx, Plan, operator::OperatorResult},
     sink::Sink,
 };
 
@@ -66,6 +70,7 @@ pub fn plan(cli: &Cli) -> Plan {
         throughput_cap_secs: cli.run_cap_secs.unwrap_or(if q { 3 } else { 4 }),
         backlog_cap_secs: cli.backlog_cap_secs.unwrap_or(if q { 15 } else { 60 }),
         kafka_settings: cli.kafka_settings.clone(),
+        preload_batch_bytes: cli.preload_batch_bytes,
     }
 }
 
@@ -116,7 +121,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             latency: None,
             resources: None,
             parallel: None,
-            operator: String::new(),
+            operator: OperatorResult::NotSelected,
             not_measured: Vec::new(),
         };
         if wants(cli, Scenario::Throughput) {
@@ -143,13 +148,14 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
                 Err(e) => report.not_measured.push(format!("parallel-consumer table: {e:#}")),
             }
         }
-        report.operator = if !wants(cli, Scenario::Operator) {
-            "not selected".into()
-        } else if std::env::var_os("KUBECONFIG").is_none() {
-            "not measured (no cluster)".into()
-        } else {
-            "not measured: KUBECONFIG is set, but this bench does not yet drive the operator against a cluster (100 resources, resident memory, API writes per no-op reconcile)".into()
-        };
+        if wants(cli, Scenario::Operator) {
+            report.operator = scenarios::operator::run(
+                std::env::var_os("KUBECONFIG"),
+                &child_exe,
+                &workdir,
+            )
+            .await;
+        }
         anyhow::Ok(report)
     })?;
     report.wall_seconds = started.elapsed().as_secs_f64();
@@ -165,7 +171,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     if scratch.keep {
         writeln!(
             out,
-            "Sidecar configs and logs kept in {}",
+            "Scratch files (sidecar configs and logs, operator log) kept in {}",
             workdir.display()
         )?;
     }
@@ -173,7 +179,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The scratch directory (sidecar configs and logs, the pinned program), cleaned up on drop.
+/// The scratch directory (sidecar configs and logs, the operator's log, the pinned program),
+/// cleaned up on drop.
 struct Scratch {
     dir: PathBuf,
     pinned: PathBuf,

@@ -2,6 +2,7 @@
 //! sink, scratch directory) and one helper that runs the sidecar child over a preloaded topic.
 
 pub mod latency;
+pub mod operator;
 pub mod parallel;
 pub mod resources;
 pub mod throughput;
@@ -25,6 +26,8 @@ pub struct Plan {
     pub quick: bool,
     pub repeat: u32,
     pub value_size: usize,
+    /// The preload producer's `batch.size`.
+    pub preload_batch_bytes: u32,
     pub throughput_records: u64,
     pub throughput_max_in_flight: Vec<u32>,
     pub throughput_partitions: Vec<i32>,

@@ -6,98 +6,16 @@
 //! What is tested here is the CRD as generated from the Rust types, so a field or rule that
 //! drifts breaks a test.
 
+mod admission;
+
 use std::path::PathBuf;
 
+use admission::{ApiServer, crd_schema};
 use kcp_crds::{KafkaConsumerProxy, SidecarConfig};
-use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The CRD's `openAPIV3Schema`, as JSON.
-fn crd_schema() -> Value {
-    let crd = serde_json::to_value(KafkaConsumerProxy::crd()).expect("crd serializes");
-    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
-}
-
-/// The OpenAPI schema made into a JSON Schema that refuses what the API server refuses:
-/// `nullable` becomes a null type, and objects without `additionalProperties` or
-/// `x-kubernetes-preserve-unknown-fields` refuse unknown fields (kubectl's default
-/// `--validate=strict` turns the server's unknown-field warnings into errors).
-fn strict(schema: &Value) -> Value {
-    let mut s = schema.clone();
-    if let Value::Object(map) = &mut s {
-        if map.remove("nullable") == Some(Value::Bool(true))
-            && let Some(Value::String(t)) = map.get("type").cloned()
-        {
-            map.insert("type".into(), json!([t, "null"]));
-        }
-        let preserve = map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
-        if map.contains_key("properties") && !map.contains_key("additionalProperties") && !preserve
-        {
-            map.insert("additionalProperties".into(), Value::Bool(false));
-        }
-        for (key, value) in map.iter_mut() {
-            match key.as_str() {
-                "properties" => {
-                    if let Value::Object(props) = value {
-                        for prop in props.values_mut() {
-                            *prop = strict(prop);
-                        }
-                    }
-                }
-                "items" | "additionalProperties" if value.is_object() => *value = strict(value),
-                _ => {}
-            }
-        }
-    }
-    s
-}
-
-struct ApiServer {
-    schema: Value,
-    openapi: jsonschema::Validator,
-    cel: kube_cel::Validator,
-}
-
-impl ApiServer {
-    fn new() -> Self {
-        let schema = crd_schema();
-        let mut strict_schema = strict(&schema);
-        // The API server checks these itself; they are not part of the CRD's schema.
-        for (field, ty) in [
-            ("apiVersion", "string"),
-            ("kind", "string"),
-            ("metadata", "object"),
-        ] {
-            strict_schema["properties"][field] = json!({ "type": ty });
-        }
-        let openapi = jsonschema::draft4::new(&strict_schema).expect("schema compiles");
-        Self {
-            schema,
-            openapi,
-            cel: kube_cel::Validator::new(),
-        }
-    }
-
-    /// What `kubectl apply` would be told: empty when admitted.
-    fn admit(&self, obj: &Value, old: Option<&Value>) -> Vec<String> {
-        let mut errors: Vec<String> = self
-            .openapi
-            .iter_errors(obj)
-            .map(|e| format!("{}: {e}", e.instance_path()))
-            .collect();
-        if let Err(cel) = self.cel.validate(&self.schema, obj, old) {
-            errors.extend(
-                cel.as_slice()
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field_path, e.message)),
-            );
-        }
-        errors
-    }
 }
 
 fn good() -> Value {

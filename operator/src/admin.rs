@@ -5,7 +5,6 @@
 
 use std::{
     convert::Infallible,
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -66,12 +65,13 @@ pub fn respond(state: &AdminState, path: &str) -> Response<Full<Bytes>> {
 
 /// Binds `addr` and serves until `shutdown` resolves.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: TcpListener,
     state: Arc<AdminState>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    info!(%addr, "Serving /healthz, /readyz and /metrics");
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "Serving /healthz, /readyz and /metrics");
+    }
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {

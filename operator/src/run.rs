@@ -110,8 +110,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         info!("Shutdown requested");
         let _ = shutdown_tx.send(true);
     });
+    // Bound here, not in the task: a taken port must stop the operator with a clear error
+    // instead of leaving it running with no probes or metrics (and never ready).
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the probe and metrics address {} (--metrics-addr, KCP_METRICS_ADDR)",
+                args.metrics_addr
+            )
+        })?;
     let admin_task = tokio::spawn(admin::serve(
-        args.metrics_addr,
+        listener,
         admin_state.clone(),
         until_true(shutdown_rx.clone()),
     ));

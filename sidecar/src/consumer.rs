@@ -25,17 +25,33 @@ use tracing::{debug, info, warn};
 use crate::{record::Tp, stats::Stats};
 
 /// librdkafka defaults the sidecar changes; `kafka.clientConfig` may override each of them.
-/// Prefetch is bounded (librdkafka's default queue is 64 MiB) so a backlog does not balloon memory.
+///
+/// Every assigned partition has its own librdkafka queue (`pipeline/poll.rs`), so the queue
+/// limits below apply **per partition**, and what the sidecar holds grows with the partitions
+/// it is assigned: about `queued.max.messages.kbytes` plus the fetch response its records are
+/// in (records point into the whole response until read; a broker never splits a record
+/// batch, so a partition holds at least one of the producer's batches). Past that, the
+/// sidecar's own buffer is bounded for all partitions together (`dispatch::Budget`).
+/// Measured with `kcp-bench --scenario resources` (1,000,000 × 1 KiB records on the mock
+/// broker, which needs 264 partitions to keep them; 16 KiB producer batches): peak 58–61 MiB
+/// and 45–49k records/s with these values; 440 MiB with librdkafka's queue defaults, and 4k
+/// records/s on 8 partitions with a 500 ms `fetch.wait.max.ms`.
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("partition.assignment.strategy", "cooperative-sticky"),
-    ("queued.max.messages.kbytes", "16384"),
-    ("queued.min.messages", "1000"),
+    ("queued.max.messages.kbytes", "64"),
+    ("queued.min.messages", "64"),
+    // Per partition per fetch; a larger first batch is still returned whole.
+    ("fetch.message.max.bytes", "32768"),
+    // Per fetch response; at least `message.max.bytes` (librdkafka refuses less).
+    ("fetch.max.bytes", "1048576"),
+    // A partition whose queue was read empty again joins the next fetch; an in-flight fetch
+    // the broker holds for caught-up partitions would otherwise delay it up to this long
+    // (librdkafka's default is 500 ms). Costs up to 40 empty fetches a second when idle.
+    ("fetch.wait.max.ms", "25"),
     // After a full queue librdkafka waits this long before fetching the partition again (its
-    // default is 1000 ms). A partition paused for a full buffer has its prefetch purged, so on
-    // resume that wait stalled it: on the mock cluster a backlog drained at ~650 records/s with
-    // the default and ~6,300/s with 10 ms, at the same peak memory (kcp-bench resources).
-    ("fetch.queue.backoff.ms", "10"),
-    ("fetch.max.bytes", "8388608"),
+    // default is 1000 ms). With queues this small a partition is often full for a moment: one
+    // partition drained at 8k records/s with 10 ms and 63k/s with 1 ms (bare consumer, mock).
+    ("fetch.queue.backoff.ms", "1"),
     ("enable.partition.eof", "false"),
     ("client.id", "kcp-sidecar"),
 ];

@@ -15,7 +15,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
     },
 };
 
@@ -29,7 +29,11 @@ use crate::{
     record::{Record, Tp},
 };
 
-/// How many records (and bytes) a partition may hold before it is paused.
+/// How many records (and bytes) may be taken from Kafka and not yet finished: per partition
+/// ([`Budget::for_max_in_flight`]) and for the whole sidecar ([`Budget::total_for_max_in_flight`]).
+/// The poll thread stops taking records when a buffer is full and starts again once it is half
+/// empty. Meanwhile librdkafka keeps at most its own small prefetch queue per partition (see
+/// `consumer::CONSUMER_DEFAULTS`) and stops fetching; nothing is paused or thrown away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
     pub max_records: usize,
@@ -37,7 +41,8 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Enough buffered records for `max_in_flight` parallel requests on one partition, twice over.
+    /// One partition: enough buffered records for `max_in_flight` parallel requests on it,
+    /// twice over.
     pub fn for_max_in_flight(max_in_flight: u32) -> Self {
         Self {
             max_records: (max_in_flight as usize).saturating_mul(2).max(64),
@@ -45,14 +50,119 @@ impl Budget {
         }
     }
 
-    /// Pause fetching at this point.
+    /// All partitions together: what bounds memory whatever the number of assigned partitions.
+    pub fn total_for_max_in_flight(max_in_flight: u32) -> Self {
+        Self {
+            max_records: (max_in_flight as usize).saturating_mul(4).max(256),
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
+
+    /// Stop taking records at this point.
     pub fn is_full(&self, records: usize, bytes: usize) -> bool {
         records >= self.max_records || bytes >= self.max_bytes
     }
 
-    /// Resume fetching at this point (half empty: avoids pausing and resuming on every record).
+    /// Take records again at this point (half empty: avoids stopping and starting on every
+    /// record).
     pub fn has_room(&self, records: usize, bytes: usize) -> bool {
         records <= self.max_records / 2 && bytes <= self.max_bytes / 2
+    }
+}
+
+/// Wakes the poll thread when it may have work: a record arrived, a full buffer has room again.
+/// Without a thread (unit tests) it does nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Waker(Option<std::thread::Thread>);
+
+impl Waker {
+    /// Wakes the calling thread when [`Waker::wake`] is called (from any thread).
+    pub fn current() -> Self {
+        Self(Some(std::thread::current()))
+    }
+
+    pub fn wake(&self) {
+        if let Some(thread) = &self.0 {
+            thread.unpark();
+        }
+    }
+}
+
+/// Records and bytes taken and not yet finished, against a [`Budget`].
+#[derive(Debug)]
+pub struct Buffer {
+    budget: Budget,
+    records: AtomicUsize,
+    bytes: AtomicUsize,
+    /// Set by the poll thread when it stopped taking records because this buffer is full; the
+    /// [`Job`] drop that leaves it half empty wakes the poll thread.
+    pub stopped: AtomicBool,
+}
+
+impl Buffer {
+    pub fn new(budget: Budget) -> Self {
+        Self {
+            budget,
+            records: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Records and bytes taken and not yet finished.
+    pub fn pending(&self) -> (usize, usize) {
+        (self.records.load(SeqCst), self.bytes.load(SeqCst))
+    }
+
+    /// Whether the buffer is full: stop taking records.
+    pub fn is_full(&self) -> bool {
+        let (records, bytes) = self.pending();
+        self.budget.is_full(records, bytes)
+    }
+
+    /// Whether a full buffer has drained enough to take records again.
+    pub fn has_room(&self) -> bool {
+        let (records, bytes) = self.pending();
+        self.budget.has_room(records, bytes)
+    }
+
+    /// Marks the buffer stopped if it is full; false if it has room after all (a record
+    /// finished in between: SeqCst pairs with [`Buffer::release`], so one of the two sees the
+    /// other and a buffer never stays stopped with room to spare).
+    pub fn stop_if_full(&self) -> bool {
+        if !self.is_full() {
+            return false;
+        }
+        self.stopped.store(true, SeqCst);
+        if self.has_room() {
+            self.stopped.store(false, SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Clears the stop once the buffer is half empty; whether records may be taken.
+    pub fn restart_if_room(&self) -> bool {
+        if !self.stopped.load(SeqCst) {
+            return true;
+        }
+        if !self.has_room() {
+            return false;
+        }
+        self.stopped.store(false, SeqCst);
+        true
+    }
+
+    fn take(&self, size: usize) {
+        self.records.fetch_add(1, SeqCst);
+        self.bytes.fetch_add(size, SeqCst);
+    }
+
+    /// Whether the poll thread should be woken: it stopped on this buffer, which now has room.
+    fn release(&self, size: usize) -> bool {
+        self.records.fetch_sub(1, SeqCst);
+        self.bytes.fetch_sub(size, SeqCst);
+        self.stopped.load(SeqCst) && self.has_room()
     }
 }
 
@@ -65,28 +175,53 @@ pub struct PartitionState {
     pub stop: CancellationToken,
     /// Hard stop (drain timeout, kill): drop in-flight requests too.
     pub abort: CancellationToken,
-    /// Whether fetching is paused (only the poll thread changes it).
-    pub paused: AtomicBool,
-    pending: AtomicUsize,
-    pending_bytes: AtomicUsize,
+    /// This partition's records taken and not finished.
+    pub buffer: Buffer,
+    /// Every partition's, together.
+    pub total: Arc<Buffer>,
+    waker: Waker,
 }
 
 impl PartitionState {
+    /// A partition with a default budget of its own and no poll thread to wake (tests).
     pub fn new(tp: Tp, epoch: Epoch, stop: CancellationToken, abort: CancellationToken) -> Self {
+        let total = Arc::new(Buffer::new(Budget::total_for_max_in_flight(1)));
+        Self::with_budget(
+            tp,
+            epoch,
+            stop,
+            abort,
+            Budget::for_max_in_flight(1),
+            total,
+            Waker::default(),
+        )
+    }
+
+    /// A partition whose buffer holds up to `budget`, sharing `total` with the others; `waker`
+    /// is woken when a full buffer has room again.
+    pub fn with_budget(
+        tp: Tp,
+        epoch: Epoch,
+        stop: CancellationToken,
+        abort: CancellationToken,
+        budget: Budget,
+        total: Arc<Buffer>,
+        waker: Waker,
+    ) -> Self {
         Self {
             tp,
             epoch,
             stop,
             abort,
-            paused: AtomicBool::new(false),
-            pending: AtomicUsize::new(0),
-            pending_bytes: AtomicUsize::new(0),
+            buffer: Buffer::new(budget),
+            total,
+            waker,
         }
     }
 
     /// Records and bytes dispatched and not yet done or discarded.
     pub fn pending(&self) -> (usize, usize) {
-        (self.pending.load(Relaxed), self.pending_bytes.load(Relaxed))
+        self.buffer.pending()
     }
 }
 
@@ -101,8 +236,8 @@ pub struct Job {
 impl Job {
     pub fn new(record: Record, partition: Arc<PartitionState>) -> Self {
         let size = record.size();
-        partition.pending.fetch_add(1, Relaxed);
-        partition.pending_bytes.fetch_add(size, Relaxed);
+        partition.buffer.take(size);
+        partition.total.take(size);
         Self {
             record,
             partition,
@@ -113,8 +248,12 @@ impl Job {
 
 impl Drop for Job {
     fn drop(&mut self) {
-        self.partition.pending.fetch_sub(1, Relaxed);
-        self.partition.pending_bytes.fetch_sub(self.size, Relaxed);
+        let p = &self.partition;
+        let partition_room = p.buffer.release(self.size);
+        let total_room = p.total.release(self.size);
+        if partition_room || total_room {
+            p.waker.wake();
+        }
     }
 }
 

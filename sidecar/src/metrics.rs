@@ -202,8 +202,20 @@ impl Collector for StatsCollector {
         counter(
             &mut e,
             "buffer_pauses",
-            "Times a partition was paused because its buffer was full",
+            "Times the sidecar stopped taking records because a buffer (a partition's, or all partitions' together) was full",
             s.pauses,
+        )?;
+        gauge(
+            &mut e,
+            "buffered_records",
+            "Records taken from Kafka and not yet finished, all partitions together",
+            s.buffered_records as i64,
+        )?;
+        gauge(
+            &mut e,
+            "buffered_bytes",
+            "Bytes of the records taken from Kafka and not yet finished, all partitions together",
+            s.buffered_bytes as i64,
         )?;
         gauge(
             &mut e,

@@ -6,28 +6,30 @@
 //! shutdown token fires. Records are worked by tasks on the caller's tokio runtime. The
 //! observability handle ([`Stats`]) is available before and during the run.
 //!
-//! Shutdown sequence (graceful, `shutdown` cancelled): stop polling (no new records), discard
-//! records not yet started, let in-flight requests finish up to `drainTimeout` (then abort
-//! them), commit synchronously, close the consumer (leave the group) and return. Abort
+//! Shutdown sequence (graceful, `shutdown` cancelled): stop taking records, let the records
+//! already dispatched finish while they make progress, then discard those not yet started, let
+//! in-flight requests finish (all within `drainTimeout`, then abort them), commit synchronously,
+//! close the consumer (leave the group) and return. Abort
 //! (`abort_on` token, or dropping the run future): stop at once, commit nothing more, close.
 
 mod poll;
 mod rebalance;
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock, Weak},
     time::Duration,
 };
 
 use kcp_crds::SidecarConfig;
+use rdkafka::consumer::BaseConsumer;
 use tokio::{runtime::Handle, sync::oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    consumer::ConsumerError,
+    consumer::{ConsumerCtx, ConsumerError},
     deadletter::{DeadLetter, DeadLetterError},
     deliver::Deliverer,
-    dispatch::{Budget, Dispatcher, Job, PartitionState, Process},
+    dispatch::{Budget, Buffer, Dispatcher, Job, PartitionState, Process, Waker},
     forward::{Forwarder, TargetError},
     gate::Prober,
     offsets::OffsetTracker,
@@ -145,11 +147,16 @@ impl Pipeline {
         let shared = Arc::new(Shared {
             dispatcher: Dispatcher::new(d.ordering, process, Handle::current()),
             budget: Budget::for_max_in_flight(d.max_in_flight),
+            total: Arc::new(Buffer::new(Budget::total_for_max_in_flight(
+                d.max_in_flight,
+            ))),
             drain_timeout: d.drain_timeout.as_std(),
             commit_interval: d.commit_interval.as_std(),
             guarantee: d.guarantee,
             tracker,
             partitions: Mutex::new(Default::default()),
+            queues: Mutex::new(Default::default()),
+            consumer: OnceLock::new(),
             stats: Arc::clone(&stats),
             stop: CancellationToken::new(),
             abort: self.abort.clone(),
@@ -182,12 +189,20 @@ pub async fn run(config: SidecarConfig, shutdown: CancellationToken) -> Result<(
 /// State shared by the poll thread, its rebalance callbacks and the record tasks.
 pub(crate) struct Shared {
     pub dispatcher: Arc<Dispatcher>,
+    /// Each partition's buffer budget.
     pub budget: Budget,
+    /// Every partition's buffers together.
+    pub total: Arc<Buffer>,
     pub drain_timeout: Duration,
     pub commit_interval: Duration,
     pub guarantee: kcp_crds::v1alpha1::Guarantee,
     pub tracker: Arc<Mutex<OffsetTracker<Tp>>>,
     pub partitions: Mutex<std::collections::HashMap<Tp, Arc<PartitionState>>>,
+    /// Each assigned partition's own librdkafka queue (only the poll thread uses them).
+    pub queues: Mutex<std::collections::HashMap<Tp, poll::PartitionFetch>>,
+    /// The consumer, for splitting partition queues in the assign callback (set by the poll
+    /// thread; weak, since the consumer holds this struct), and the poll thread's waker.
+    pub consumer: OnceLock<(Weak<BaseConsumer<ConsumerCtx>>, Waker)>,
     pub stats: Arc<Stats>,
     /// Parent of every partition's stop token: fired at shutdown.
     pub stop: CancellationToken,
@@ -198,6 +213,19 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn partition(&self, tp: &Tp) -> Option<Arc<PartitionState>> {
         self.lock_partitions().get(tp).cloned()
+    }
+
+    pub fn lock_queues(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Tp, poll::PartitionFetch>> {
+        self.queues
+            .lock()
+            .expect("invariant: queues lock never poisoned")
+    }
+
+    /// Called once by the poll thread when it has created the consumer.
+    pub fn attach(&self, consumer: &Arc<BaseConsumer<ConsumerCtx>>, waker: Waker) {
+        let _ = self.consumer.set((Arc::downgrade(consumer), waker));
     }
 
     pub fn lock_partitions(

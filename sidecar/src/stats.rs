@@ -42,8 +42,14 @@ pub struct Stats {
     pub commit_failures: AtomicU64,
     /// Rebalance events (assign or revoke) seen.
     pub rebalances: AtomicU64,
-    /// Times a partition was paused because its buffer was full.
+    /// Times the poll loop stopped taking records because a buffer (one partition's, or all
+    /// partitions' together) was full.
     pub pauses: AtomicU64,
+    /// Records (and their bytes) taken from Kafka and not yet finished, all partitions together,
+    /// as of the poll loop's last round; and the most there ever were.
+    pub buffered_records: AtomicU64,
+    pub buffered_bytes: AtomicU64,
+    pub buffered_records_peak: AtomicU64,
     /// Records in flight when a revoke or shutdown started draining (waited for, not dropped).
     pub drain_waited: AtomicU64,
     /// Whether the consumer currently holds an assignment from the group.
@@ -75,6 +81,9 @@ impl Default for Stats {
             commit_failures: AtomicU64::new(0),
             rebalances: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
+            buffered_records: AtomicU64::new(0),
+            buffered_bytes: AtomicU64::new(0),
+            buffered_records_peak: AtomicU64::new(0),
             drain_waited: AtomicU64::new(0),
             joined: AtomicBool::new(false),
             gate: Gate::default(),
@@ -123,6 +132,9 @@ pub struct StatsSnapshot {
     pub commit_failures: u64,
     pub rebalances: u64,
     pub pauses: u64,
+    pub buffered_records: u64,
+    pub buffered_bytes: u64,
+    pub buffered_records_peak: u64,
     pub drain_waited: u64,
     pub joined: bool,
     /// Whether the app answers (readiness gate open).
@@ -235,6 +247,9 @@ impl Stats {
             commit_failures: self.commit_failures.load(Relaxed),
             rebalances: self.rebalances.load(Relaxed),
             pauses: self.pauses.load(Relaxed),
+            buffered_records: self.buffered_records.load(Relaxed),
+            buffered_bytes: self.buffered_bytes.load(Relaxed),
+            buffered_records_peak: self.buffered_records_peak.load(Relaxed),
             drain_waited: self.drain_waited.load(Relaxed),
             joined: self.joined.load(Relaxed),
             gate_open: self.gate.is_open(),

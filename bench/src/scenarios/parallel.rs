@@ -63,6 +63,9 @@ pub struct Parallel {
     pub cap_seconds: f64,
     /// Bare hyper client, `max_in_flight` requests in flight, same sleeps by arrival order.
     pub bare_client: Option<Summary>,
+    /// The bare hyper client one request at a time over the same sleeps: what partition mode
+    /// would take with no Kafka and no sidecar (the sleeps plus the sink's and HTTP's own cost).
+    pub bare_client_sequential: Option<Summary>,
     pub rows: Vec<Row>,
     pub errors: Vec<String>,
 }
@@ -94,6 +97,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Parallel> {
             records: n,
             keys_per_partition: k,
             value_size: VALUE_SIZE,
+            batch_bytes: ctx.plan.preload_batch_bytes,
         };
         kafka::preload(&ctx.bootstrap, &spec)?;
         let lane_count = k.max(1) as usize;
@@ -124,6 +128,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Parallel> {
     let mut samples = vec![Vec::new(); modes.len()];
     let mut capped = vec![Vec::new(); modes.len()];
     let mut bare = Vec::new();
+    let mut bare_sequential = Vec::new();
     let mut errors = Vec::new();
     for r in 0..plan.parallel_repeat {
         ctx.sink.reset(Delay::Schedule(Arc::clone(&sched)), false);
@@ -135,6 +140,9 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Parallel> {
         )
         .await?;
         bare.push(ctx.sink.counts().window_secs());
+        ctx.sink.reset(Delay::Schedule(Arc::clone(&sched)), false);
+        client::drive(&ctx.sink.url(), 1, n, untimed_payload(VALUE_SIZE)).await?;
+        bare_sequential.push(ctx.sink.counts().window_secs());
         for (m, (ordering, keys, topic, _)) in modes.iter().enumerate() {
             let res = ctx
                 .drain_with_sidecar(
@@ -230,6 +238,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Parallel> {
         sum_of_sleeps_seconds: secs(sum_us),
         cap_seconds: cap.as_secs_f64(),
         bare_client: Summary::of(&bare),
+        bare_client_sequential: Summary::of(&bare_sequential),
         rows,
         errors,
     })

@@ -97,6 +97,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Resources> {
         records: plan.backlog,
         keys_per_partition: plan.throughput_keys_per_partition,
         value_size: plan.value_size,
+        batch_bytes: plan.preload_batch_bytes,
     };
     let took = kafka::preload(&ctx.bootstrap, &spec)?;
     eprintln!(

@@ -109,6 +109,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Throughput> {
             records,
             keys_per_partition: plan.throughput_keys_per_partition,
             value_size: plan.value_size,
+            batch_bytes: plan.preload_batch_bytes,
         };
         let took = kafka::preload(&ctx.bootstrap, &spec)?;
         eprintln!(

@@ -35,7 +35,8 @@ fn owned_keys_and_defaults_are_set() {
         c.get("partition.assignment.strategy"),
         Some("cooperative-sticky")
     );
-    assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
+    assert_eq!(c.get("queued.max.messages.kbytes"), Some("64"));
+    assert_eq!(c.get("fetch.wait.max.ms"), Some("25"));
     assert_eq!(c.get("security.protocol"), Some("plaintext"));
     let c = consumer_config(&config(""), None, &no_env).expect("config");
     assert_eq!(

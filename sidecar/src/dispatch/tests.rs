@@ -1,4 +1,10 @@
-use std::{sync::atomic::AtomicUsize, time::Duration};
+use std::{
+    sync::atomic::{
+        AtomicUsize,
+        Ordering::{Relaxed, SeqCst},
+    },
+    time::Duration,
+};
 
 use tokio::sync::mpsc;
 
@@ -195,4 +201,76 @@ fn budget_pauses_when_full_and_resumes_at_half() {
     assert!(!b.has_room(101, 0));
     assert!(b.has_room(100, 0));
     assert_eq!(Budget::for_max_in_flight(1).max_records, 64);
+}
+
+#[test]
+fn buffer_stops_when_full_and_asks_for_a_wake_only_once_half_empty() {
+    let b = Buffer::new(Budget {
+        max_records: 4,
+        max_bytes: 1000,
+    });
+    for _ in 0..3 {
+        b.take(10);
+    }
+    assert!(!b.stop_if_full(), "3 of 4 records: room left");
+    assert!(!b.stopped.load(SeqCst));
+    b.take(10);
+    assert!(b.stop_if_full(), "4 of 4 records: full");
+    assert!(!b.restart_if_room(), "still full: stays stopped");
+    assert!(!b.release(10), "3 left: not yet half empty, no wake");
+    assert!(b.release(10), "2 left: half empty, wake the poll thread");
+    assert!(b.restart_if_room());
+    assert!(!b.stopped.load(SeqCst));
+    assert!(!b.release(10), "not stopped: no wake");
+
+    let bytes = Buffer::new(Budget {
+        max_records: 100,
+        max_bytes: 1000,
+    });
+    bytes.take(1000);
+    assert!(bytes.stop_if_full(), "full by bytes");
+    assert!(bytes.release(1000));
+}
+
+#[test]
+fn jobs_hold_their_partition_and_the_total_buffer_until_dropped() {
+    let total = Arc::new(Buffer::new(Budget::total_for_max_in_flight(1)));
+    let mut tracker = OffsetTracker::new();
+    let mut state = |p| {
+        let tp = Tp::new("t", p);
+        let epoch = tracker.assign(tp.clone());
+        Arc::new(PartitionState::with_budget(
+            tp,
+            epoch,
+            CancellationToken::new(),
+            CancellationToken::new(),
+            Budget::for_max_in_flight(1),
+            Arc::clone(&total),
+            Waker::default(),
+        ))
+    };
+    let (a, b) = (state(0), state(1));
+    let record = |p, offset| Record {
+        value: Bytes::from_static(b"12345"),
+        ..record(p, offset, None)
+    };
+    let jobs = vec![
+        Job::new(record(0, 0), Arc::clone(&a)),
+        Job::new(record(0, 1), Arc::clone(&a)),
+        Job::new(record(1, 0), Arc::clone(&b)),
+    ];
+    let size = record(0, 0).size();
+    assert_eq!(a.pending(), (2, 2 * size));
+    assert_eq!(b.pending(), (1, size));
+    assert_eq!(total.pending(), (3, 3 * size));
+    drop(jobs);
+    assert_eq!(total.pending(), (0, 0));
+    assert_eq!(a.pending(), (0, 0));
+}
+
+#[test]
+fn the_total_budget_does_not_grow_with_partitions() {
+    assert_eq!(Budget::total_for_max_in_flight(1).max_records, 256);
+    assert_eq!(Budget::total_for_max_in_flight(100).max_records, 400);
+    assert_eq!(Budget::total_for_max_in_flight(100).max_bytes, 16 << 20);
 }

@@ -1,21 +1,30 @@
 //! The poll loop: the consumer's own OS thread.
 //!
-//! Polls librdkafka (which also runs the rebalance and commit callbacks on this thread), copies
-//! each record out, tracks it as dispatched and hands it to the lanes, pauses a partition whose
-//! buffer is full and resumes it once half drained (so polling never stops and
-//! `max.poll.interval.ms` is never exceeded), and triggers the periodic commit. At shutdown it
-//! stops polling, drains, commits and closes the consumer.
+//! Each assigned partition has its own librdkafka queue (split off in the assign callback,
+//! `rebalance.rs`). The loop serves the consumer's queue (rebalance and commit callbacks run
+//! here), takes records from every partition queue whose buffer has room, copies each record
+//! out, tracks it as dispatched and hands it to the lanes, and triggers the periodic commit.
+//! A partition whose buffer is full is simply not read until it is half empty: librdkafka stops
+//! fetching it once its own small prefetch queue is full, and nothing already fetched is
+//! thrown away (a `pause` would purge it and cost a fetch round on resume). The consumer is
+//! polled on every round, so `max.poll.interval.ms` is never exceeded. When there is nothing to
+//! take the thread parks until a queue becomes non-empty, a full partition has room again, or
+//! [`IDLE_WAIT`] passes. At shutdown it stops taking records, drains, commits and closes the
+//! consumer.
 
 use std::{
     slice,
-    sync::{Arc, atomic::Ordering::Relaxed},
+    sync::{
+        Arc,
+        atomic::Ordering::{Relaxed, SeqCst},
+    },
     time::{Duration, Instant},
 };
 
 use kcp_crds::v1alpha1::Guarantee;
 use rdkafka::{
     ClientConfig, Message, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
+    consumer::{BaseConsumer, Consumer, base_consumer::PartitionQueue},
     message::BorrowedMessage,
 };
 use tokio_util::sync::CancellationToken;
@@ -25,14 +34,19 @@ use super::{PipelineError, Shared};
 use crate::{
     commit,
     consumer::{ConsumerCtx, ConsumerError},
-    dispatch::{Job, PartitionState},
+    dispatch::{Job, PartitionState, Waker},
     offsets::Dispatched,
     record::{Record, Tp},
     stats::Stats,
 };
 
-/// How long one poll waits for a record; bounds how fast shutdown is noticed.
+/// How long the loop sleeps when there is nothing to take and nobody wakes it; bounds how fast
+/// shutdown, a gate change or a missed group event is noticed.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// How long the shutdown commit polls between attempts.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// Most records taken from one queue in one round.
+const TAKE_BATCH: usize = 256;
 
 pub(super) fn run(
     config: ClientConfig,
@@ -45,38 +59,70 @@ pub(super) fn run(
         handler: Arc::clone(&shared) as _,
         stats: Arc::clone(&shared.stats),
     };
-    let consumer: BaseConsumer<ConsumerCtx> = config
+    let mut consumer: BaseConsumer<ConsumerCtx> = config
         .create_with_context(ctx)
         .map_err(|e| PipelineError::Consumer(ConsumerError::Create(e)))?;
+    let waker = Waker::current();
+    {
+        // Group events (rebalances, commit results) wake the loop too.
+        let waker = waker.clone();
+        consumer.set_nonempty_callback(move || waker.wake());
+    }
+    let consumer = Arc::new(consumer);
+    shared.attach(&consumer, waker);
+    let result = consume(&consumer, &topics, &shared, &shutdown, &abort);
+    // The partition queues hold the consumer: drop them first, so that dropping the last handle
+    // below closes the consumer (leaves the group).
+    shared.lock_queues().clear();
+    if Arc::strong_count(&consumer) != 1 {
+        warn!("The consumer is still referenced; it may not leave the group cleanly");
+    }
+    shared.stats.joined.store(false, Relaxed);
+    // Closing leaves the group (unless static membership) and runs the revoke callback, which
+    // finds nothing left to drain.
+    drop(consumer);
+    info!("Consumer closed");
+    result
+}
+
+fn consume(
+    consumer: &Arc<BaseConsumer<ConsumerCtx>>,
+    topics: &[String],
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    abort: &CancellationToken,
+) -> Result<(), PipelineError> {
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names).map_err(|source| {
         PipelineError::Consumer(ConsumerError::Subscribe {
-            topics: topics.clone(),
+            topics: topics.to_vec(),
             source,
         })
     })?;
     info!(?topics, "Consuming");
-    let mut paused: Vec<Arc<PartitionState>> = Vec::new();
     let mut next_commit = Instant::now() + shared.commit_interval;
     let mut gate = GateSync::default();
     while !shutdown.is_cancelled() && !abort.is_cancelled() {
         shared.stats.beat();
-        gate.apply(&consumer, &shared);
-        match consumer.poll(POLL_TIMEOUT) {
-            None => {}
-            Some(Ok(message)) => accept(&consumer, &shared, &message, &mut paused),
-            Some(Err(e)) => {
-                warn!(error = %e, "Consume error; continuing");
-                shared.stats.set_last_error(format!("consume: {e}"));
-            }
+        gate.apply(consumer, shared);
+        let mut taken = serve_events(consumer, shared);
+        if shared.stats.gate.is_open() {
+            taken += take_records(consumer, shared);
         }
-        resume_drained(&consumer, &shared, &mut paused);
+        let (records, bytes) = shared.total.pending();
+        shared.stats.buffered_records.store(records as u64, Relaxed);
+        shared.stats.buffered_bytes.store(bytes as u64, Relaxed);
         if Instant::now() >= next_commit {
             for state in shared.lock_partitions().values() {
                 shared.stats.set_pending(&state.tp, state.pending().0);
             }
-            commit::commit_async(&consumer, &shared.tracker, &shared.stats);
+            commit::commit_async(consumer, &shared.tracker, &shared.stats);
             next_commit = Instant::now() + shared.commit_interval;
+        }
+        if taken == 0 {
+            // Woken early by a record arriving on an empty partition queue, a group event, or a
+            // full partition that has room again (`dispatch::Waker`).
+            std::thread::park_timeout(IDLE_WAIT);
         }
     }
     if abort.is_cancelled() {
@@ -91,15 +137,95 @@ pub(super) fn run(
         // progress, then stop, wait for what is in flight, and commit.
         shared.finish_dispatched(&states, deadline);
         shared.stop.cancel();
-        shared.drain_until(&consumer, &states, deadline);
-        final_commit(&consumer, &shared, deadline);
+        shared.drain_until(&states, deadline);
+        final_commit(consumer, shared, deadline);
     }
-    shared.stats.joined.store(false, Relaxed);
-    // Closing leaves the group (unless static membership) and runs the revoke callback, which
-    // finds nothing left to drain.
-    drop(consumer);
-    info!("Consumer closed");
     Ok(())
+}
+
+/// Serves the consumer's own queue: rebalance and commit callbacks, errors, and records of a
+/// partition whose queue could not be split (or that were fetched before it was). Returns the
+/// records taken.
+fn serve_events(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared) -> usize {
+    let mut taken = 0;
+    // A served event also reads as "nothing"; a few more polls catch events queued together.
+    // An event still left is served on the next round, at most IDLE_WAIT later.
+    let mut idle = 0;
+    while idle < 3 && taken < TAKE_BATCH {
+        match consumer.poll(Duration::ZERO) {
+            None => idle += 1,
+            Some(Ok(message)) => {
+                let tp = Tp::new(message.topic(), message.partition());
+                match shared.partition(&tp) {
+                    Some(state) => accept(consumer, shared, &state, &message),
+                    None => {
+                        debug!(%tp, offset = message.offset(), "Record for a partition not assigned; dropped")
+                    }
+                }
+                taken += 1;
+            }
+            Some(Err(e)) => {
+                warn!(error = %e, "Consume error; continuing");
+                shared.stats.set_last_error(format!("consume: {e}"));
+            }
+        }
+    }
+    taken
+}
+
+/// Takes records from each partition's own queue while its buffer has room, at most
+/// [`TAKE_BATCH`] per partition per round so that no partition starves the others. A full
+/// partition is left alone (librdkafka stops fetching it once its small prefetch queue is full;
+/// nothing is purged, unlike a pause) until it is half empty again. Returns the records taken.
+fn take_records(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared) -> usize {
+    if !shared.total.restart_if_room() {
+        return 0;
+    }
+    let queues = shared.lock_queues();
+    let mut taken = 0;
+    'partitions: for fetch in queues.values() {
+        let state = &fetch.state;
+        let was_stopped = state.buffer.stopped.load(SeqCst);
+        if !state.buffer.restart_if_room() {
+            continue;
+        }
+        if was_stopped {
+            shared.stats.set_paused(&state.tp, false);
+        }
+        for _ in 0..TAKE_BATCH {
+            if shared.total.stop_if_full() {
+                debug!(
+                    "Buffer of every partition together full; taking no more records until half empty"
+                );
+                Stats::incr(&shared.stats.pauses);
+                break 'partitions;
+            }
+            if state.buffer.stop_if_full() {
+                debug!(tp = %state.tp, "Buffer full; taking no more records until half empty");
+                shared.stats.set_paused(&state.tp, true);
+                Stats::incr(&shared.stats.pauses);
+                break;
+            }
+            match fetch.queue.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(message)) => {
+                    accept(consumer, shared, state, &message);
+                    // Exact: between takes the buffer only shrinks.
+                    let (records, _) = shared.total.pending();
+                    shared
+                        .stats
+                        .buffered_records_peak
+                        .fetch_max(records as u64, Relaxed);
+                    taken += 1;
+                }
+                Some(Err(e)) => {
+                    warn!(tp = %state.tp, error = %e, "Consume error; continuing");
+                    shared.stats.set_last_error(format!("consume: {e}"));
+                }
+            }
+        }
+    }
+    taken
 }
 
 /// Commits everything finished, retrying until `deadline` (at least once more after it) when
@@ -125,36 +251,26 @@ fn final_commit(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared, deadline:
     }
 }
 
-fn one(tp: &Tp) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&tp.topic, tp.partition);
-    tpl
-}
-
 fn accept(
     consumer: &BaseConsumer<ConsumerCtx>,
     shared: &Shared,
+    state: &Arc<PartitionState>,
     message: &BorrowedMessage<'_>,
-    paused: &mut Vec<Arc<PartitionState>>,
 ) {
-    let tp = Tp::new(message.topic(), message.partition());
-    let Some(state) = shared.partition(&tp) else {
-        debug!(%tp, offset = message.offset(), "Record for a partition not assigned; dropped");
-        return;
-    };
-    let record = Record::from_message(message, &state.tp.topic);
+    let tp = &state.tp;
+    let record = Record::from_message(message, &tp.topic);
     Stats::incr(&shared.stats.received);
     {
         let mut tracker = shared
             .tracker
             .lock()
             .expect("invariant: tracker lock never poisoned");
-        match tracker.dispatched(&tp, record.offset) {
+        match tracker.dispatched(tp, record.offset) {
             Dispatched::Tracked => {}
             Dispatched::AlreadyUnfinished | Dispatched::NotAssigned => return,
         }
         if shared.guarantee == Guarantee::AtMostOnce {
-            tracker.finished(&tp, state.epoch, record.offset);
+            tracker.finished(tp, state.epoch, record.offset);
         }
     }
     if shared.guarantee == Guarantee::AtMostOnce {
@@ -162,7 +278,7 @@ fn accept(
         if let Err(e) = commit::commit_sync(
             consumer,
             &shared.tracker,
-            Some(slice::from_ref(&tp)),
+            Some(slice::from_ref(tp)),
             &shared.stats,
         ) {
             warn!(%tp, offset = record.offset, error = %e, "At-most-once commit failed; record not forwarded");
@@ -172,59 +288,13 @@ fn accept(
     }
     shared
         .dispatcher
-        .submit(Job::new(record, Arc::clone(&state)));
-    let (records, bytes) = state.pending();
-    if shared.budget.is_full(records, bytes) && !state.paused.load(Relaxed) {
-        match consumer.pause(&one(&tp)) {
-            Ok(()) => {
-                debug!(%tp, records, bytes, "Buffer full; paused fetching");
-                state.paused.store(true, Relaxed);
-                shared.stats.set_paused(&tp, true);
-                Stats::incr(&shared.stats.pauses);
-                paused.push(state);
-            }
-            Err(e) => warn!(%tp, error = %e, "Pausing a full partition failed"),
-        }
-    }
-}
-
-fn resume_drained(
-    consumer: &BaseConsumer<ConsumerCtx>,
-    shared: &Shared,
-    paused: &mut Vec<Arc<PartitionState>>,
-) {
-    if !shared.stats.gate.is_open() {
-        // Everything stays paused until the app answers; `GateSync` resumes the rest then.
-        return;
-    }
-    paused.retain(|state| {
-        if state.stop.is_cancelled() || !state.paused.load(Relaxed) {
-            // Revoked: the drain resumed it.
-            return false;
-        }
-        let (records, bytes) = state.pending();
-        if !shared.budget.has_room(records, bytes) {
-            return true;
-        }
-        match consumer.resume(&one(&state.tp)) {
-            Ok(()) => {
-                debug!(tp = %state.tp, "Buffer drained; resumed fetching");
-                state.paused.store(false, Relaxed);
-                shared.stats.set_paused(&state.tp, false);
-                false
-            }
-            Err(e) => {
-                warn!(tp = %state.tp, error = %e, "Resuming a partition failed; will try again");
-                true
-            }
-        }
-    });
+        .submit(Job::new(record, Arc::clone(state)));
 }
 
 /// Applies the readiness gate (`gate.rs`) to the consumer: while the app does not answer, every
-/// assigned partition is paused (the consumer keeps polling, so it stays in the group); when it
-/// answers again, every assigned partition is resumed except those paused because their buffer
-/// is full (`resume_drained` resumes those once drained). Re-applied after each rebalance, so a
+/// assigned partition is paused (the consumer keeps polling, so it stays in the group) and no
+/// record is taken; when it answers again, every assigned partition is resumed (a full buffer
+/// is handled by not reading its queue, never by pausing). Re-applied after each rebalance, so a
 /// partition assigned while the gate is closed starts paused and one assigned while it is open
 /// never stays paused from an earlier assignment.
 #[derive(Default)]
@@ -246,9 +316,7 @@ impl GateSync {
         if open {
             let mut tpl = TopicPartitionList::new();
             for s in shared.lock_partitions().values() {
-                if !s.paused.load(Relaxed) {
-                    tpl.add_partition(&s.tp.topic, s.tp.partition);
-                }
+                tpl.add_partition(&s.tp.topic, s.tp.partition);
             }
             match consumer.resume(&tpl) {
                 Ok(()) => {
@@ -289,4 +357,10 @@ impl GateSync {
             }
         }
     }
+}
+
+/// An assigned partition's own queue, and its state.
+pub(crate) struct PartitionFetch {
+    pub state: Arc<PartitionState>,
+    pub queue: PartitionQueue<ConsumerCtx>,
 }

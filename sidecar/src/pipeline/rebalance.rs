@@ -11,18 +11,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rdkafka::{
-    TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
-    error::KafkaResult,
-};
+use rdkafka::{TopicPartitionList, consumer::BaseConsumer, error::KafkaResult};
 use tracing::{info, warn};
 
-use super::Shared;
+use super::{Shared, poll::PartitionFetch};
 use crate::{
     commit,
     consumer::{ConsumerCtx, RebalanceHandler},
-    dispatch::PartitionState,
+    dispatch::{PartitionState, Waker},
     record::Tp,
 };
 
@@ -33,22 +29,49 @@ const FINISH_STALL: Duration = Duration::from_secs(2);
 
 impl RebalanceHandler for Shared {
     fn assigned(&self, _consumer: &BaseConsumer<ConsumerCtx>, tps: &[Tp]) {
+        let (consumer, waker) = match self.consumer.get() {
+            Some((consumer, waker)) => (consumer.upgrade(), waker.clone()),
+            None => (None, Waker::default()),
+        };
         let mut parts = self.lock_partitions();
+        let mut queues = self.lock_queues();
         let mut tracker = self
             .tracker
             .lock()
             .expect("invariant: tracker lock never poisoned");
         for tp in tps {
             let epoch = tracker.assign(tp.clone());
-            let state = Arc::new(PartitionState::new(
+            let state = Arc::new(PartitionState::with_budget(
                 tp.clone(),
                 epoch,
                 self.stop.child_token(),
                 self.abort.child_token(),
+                self.budget,
+                Arc::clone(&self.total),
+                waker.clone(),
             ));
-            if let Some(old) = parts.insert(tp.clone(), state) {
+            if let Some(old) = parts.insert(tp.clone(), Arc::clone(&state)) {
                 // Assigned twice without a revoke in between: the old work is stale.
                 old.abort.cancel();
+            }
+            // Split before librdkafka starts fetching (it does once this callback returns), so
+            // every record of the partition arrives on its own queue, in order.
+            match consumer
+                .as_ref()
+                .and_then(|c| c.split_partition_queue(&tp.topic, tp.partition))
+            {
+                Some(mut queue) => {
+                    let waker = waker.clone();
+                    queue.set_nonempty_callback(move || waker.wake());
+                    queues.insert(tp.clone(), PartitionFetch { state, queue });
+                }
+                None => {
+                    // librdkafka refuses only a topic name it cannot take (or a producer
+                    // handle), which Kafka would not have assigned. Its records would come
+                    // through the consumer's queue, read without the partition's budget.
+                    queues.remove(tp);
+                    warn!(%tp, "Could not give the partition its own queue; reading it from the consumer's queue");
+                }
             }
             self.stats.partition_assigned(tp);
         }
@@ -59,7 +82,14 @@ impl RebalanceHandler for Shared {
             let mut parts = self.lock_partitions();
             tps.iter().filter_map(|tp| parts.remove(tp)).collect()
         };
-        self.drain(consumer, &states);
+        {
+            // Records still in these queues were not taken: they stay uncommitted.
+            let mut queues = self.lock_queues();
+            for tp in tps {
+                queues.remove(tp);
+            }
+        }
+        self.drain(&states);
         // A lost assignment belongs to someone else already: a commit would be refused.
         if !lost && !self.abort.is_cancelled() {
             match commit::commit_sync(consumer, &self.tracker, Some(tps), &self.stats) {
@@ -89,8 +119,8 @@ impl RebalanceHandler for Shared {
 impl Shared {
     /// Stops `states`, waits for their in-flight records up to `drainTimeout` and aborts what is
     /// left. Blocks the calling (poll) thread. Commits nothing: the caller does, afterwards.
-    pub fn drain(&self, consumer: &BaseConsumer<ConsumerCtx>, states: &[Arc<PartitionState>]) {
-        self.drain_until(consumer, states, Instant::now() + self.drain_timeout);
+    pub fn drain(&self, states: &[Arc<PartitionState>]) {
+        self.drain_until(states, Instant::now() + self.drain_timeout);
     }
 
     /// Lets the records already dispatched to `states` keep finishing, without stopping them,
@@ -118,12 +148,7 @@ impl Shared {
     }
 
     /// [`Shared::drain`] with an explicit deadline.
-    pub fn drain_until(
-        &self,
-        consumer: &BaseConsumer<ConsumerCtx>,
-        states: &[Arc<PartitionState>],
-        deadline: Instant,
-    ) {
+    pub fn drain_until(&self, states: &[Arc<PartitionState>], deadline: Instant) {
         if states.is_empty() {
             return;
         }
@@ -152,18 +177,6 @@ impl Shared {
                     "Drain timed out; in-flight records were abandoned and stay uncommitted"
                 );
             }
-        }
-        let paused: Vec<&Arc<PartitionState>> = states
-            .iter()
-            .filter(|s| s.paused.swap(false, Relaxed))
-            .collect();
-        if !paused.is_empty() {
-            let mut tpl = TopicPartitionList::new();
-            for s in paused {
-                tpl.add_partition(&s.tp.topic, s.tp.partition);
-            }
-            // Best effort: a partition assigned again must not start paused.
-            let _ = consumer.resume(&tpl);
         }
         info!(
             partitions = tps.len(),

@@ -125,3 +125,50 @@ async fn unordered_mode_reaches_max_in_flight_on_one_partition() {
     );
     assert_eq!(kafka.committed(&group, &topic, 1).await, vec![Some(60)]);
 }
+
+/// Many partitions behind at once: what the sidecar holds is bounded for all partitions together
+/// (`max(4 × maxInFlight, 256)` records), not per partition times the partitions (40 × 64
+/// here), and taking records in rounds keeps every partition in offset order, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_on_many_partitions_stays_within_the_total_buffer_in_order() {
+    init_logging();
+    let kafka = TestKafka::start(1);
+    let (topic, group) = (unique("many"), unique("g"));
+    let (partitions, per_partition) = (40, 50);
+    kafka.create_topic(&topic, partitions).await;
+    let records: Vec<Rec> = (0..per_partition)
+        .flat_map(|i| (0..partitions).map(move |p| Rec::new(p, None, i.to_string())))
+        .collect();
+    kafka.produce(&topic, &records).await;
+    let app = App::start(behaviour(|_| Reply::ok())).await;
+    let run = Running::start(config(&kafka.bootstrap, &topic, &group, &app.url(), |c| {
+        c["delivery"]["ordering"] = json!("partition");
+        c["delivery"]["maxInFlight"] = json!(1);
+    }));
+    let n = (partitions * per_partition) as usize;
+    wait_until("all records delivered", || app.delivered().len() == n).await;
+    let stats = run.stop().await;
+
+    let received = app.received();
+    assert_eq!(received.len(), n, "each record delivered once, no retry");
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in &received {
+        let expected = next.entry(r.partition()).or_default();
+        assert_eq!(
+            r.offset(),
+            *expected,
+            "partition {} out of order",
+            r.partition()
+        );
+        *expected += 1;
+    }
+    assert!(
+        stats.buffered_records_peak <= 256,
+        "held {} records at once; the total budget is 256",
+        stats.buffered_records_peak
+    );
+    assert!(
+        stats.pauses > 0,
+        "2,000 records against a 256-record total: the sidecar must have stopped taking records"
+    );
+}
