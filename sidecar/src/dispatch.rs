@@ -109,6 +109,10 @@ impl Buffer {
         }
     }
 
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
     /// Records and bytes taken and not yet finished.
     pub fn pending(&self) -> (usize, usize) {
         (self.records.load(SeqCst), self.bytes.load(SeqCst))

@@ -46,7 +46,9 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// How long the shutdown commit polls between attempts.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// Most records taken from one queue in one round.
-const TAKE_BATCH: usize = 256;
+const TAKE_BATCH: usize = 64;
+/// Fewest records taken from one queue in one round, however many partitions share the total.
+const MIN_TAKE: usize = 8;
 
 pub(super) fn run(
     config: ClientConfig,
@@ -102,12 +104,13 @@ fn consume(
     info!(?topics, "Consuming");
     let mut next_commit = Instant::now() + shared.commit_interval;
     let mut gate = GateSync::default();
+    let mut next_partition = 0;
     while !shutdown.is_cancelled() && !abort.is_cancelled() {
         shared.stats.beat();
         gate.apply(consumer, shared);
         let mut taken = serve_events(consumer, shared);
         if shared.stats.gate.is_open() {
-            taken += take_records(consumer, shared);
+            taken += take_records(consumer, shared, &mut next_partition);
         }
         let (records, bytes) = shared.total.pending();
         shared.stats.buffered_records.store(records as u64, Relaxed);
@@ -174,16 +177,30 @@ fn serve_events(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared) -> usize 
 }
 
 /// Takes records from each partition's own queue while its buffer has room, at most
-/// [`TAKE_BATCH`] per partition per round so that no partition starves the others. A full
-/// partition is left alone (librdkafka stops fetching it once its small prefetch queue is full;
-/// nothing is purged, unlike a pause) until it is half empty again. Returns the records taken.
-fn take_records(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared) -> usize {
+/// a fair share of the total buffer per partition per round (between [`MIN_TAKE`] and
+/// [`TAKE_BATCH`]). A full partition is left alone (librdkafka stops
+/// fetching it once its small prefetch queue is full; nothing is purged, unlike a pause) until
+/// it is half empty again. Each round starts at `next`, the partition after the one where the
+/// total buffer filled last round, so with many partitions behind every one gets its turn
+/// instead of the first few in map order taking all the room. Returns the records taken.
+fn take_records(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared, next: &mut usize) -> usize {
     if !shared.total.restart_if_room() {
         return 0;
     }
     let queues = shared.lock_queues();
+    let count = queues.len();
+    if count == 0 {
+        return 0;
+    }
+    let first = *next % count;
+    let share = (shared.total.budget().max_records / count).clamp(MIN_TAKE, TAKE_BATCH);
+    // The map's order is stable while it is not changed; a rebalance only shifts the turn.
+    let rotated = queues
+        .values()
+        .skip(first)
+        .chain(queues.values().take(first));
     let mut taken = 0;
-    'partitions: for fetch in queues.values() {
+    'partitions: for (i, fetch) in rotated.enumerate() {
         let state = &fetch.state;
         let was_stopped = state.buffer.stopped.load(SeqCst);
         if !state.buffer.restart_if_room() {
@@ -192,12 +209,13 @@ fn take_records(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared) -> usize 
         if was_stopped {
             shared.stats.set_paused(&state.tp, false);
         }
-        for _ in 0..TAKE_BATCH {
+        for _ in 0..share {
             if shared.total.stop_if_full() {
                 debug!(
                     "Buffer of every partition together full; taking no more records until half empty"
                 );
                 Stats::incr(&shared.stats.pauses);
+                *next = first + i + 1;
                 break 'partitions;
             }
             if state.buffer.stop_if_full() {

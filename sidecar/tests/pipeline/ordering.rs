@@ -172,3 +172,46 @@ async fn backlog_on_many_partitions_stays_within_the_total_buffer_in_order() {
         "2,000 records against a 256-record total: the sidecar must have stopped taking records"
     );
 }
+
+/// Fairness when the total buffer is what binds: every partition of a backlog gets its turn
+/// early, instead of the first partitions (in whatever order they are kept) taking all the
+/// room until they run dry. Each partition's first delivery comes before half of all records
+/// are delivered. Without the rotating turn the last partition started after 1,212 of 2,000
+/// here; without the fair share per round too (the first version), after 1,696.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_partition_gets_its_turn_when_the_total_buffer_binds() {
+    init_logging();
+    let kafka = TestKafka::start(1);
+    let (topic, group) = (unique("turns"), unique("g"));
+    let (partitions, per_partition) = (20, 100);
+    kafka.create_topic(&topic, partitions).await;
+    let records: Vec<Rec> = (0..per_partition)
+        .flat_map(|i| (0..partitions).map(move |p| Rec::new(p, None, i.to_string())))
+        .collect();
+    kafka.produce(&topic, &records).await;
+    let app = App::start(behaviour(|_| Reply::ok().delayed(Duration::from_millis(1)))).await;
+    // Per partition max(2 × 64, 64) = 128 records: one partition could hold all of its 100; the
+    // total is max(4 × 64, 256) = 256.
+    let run = Running::start(config(&kafka.bootstrap, &topic, &group, &app.url(), |c| {
+        c["delivery"]["ordering"] = json!("partition");
+        c["delivery"]["maxInFlight"] = json!(64);
+    }));
+    let n = (partitions * per_partition) as usize;
+    wait_until("all records delivered", || app.delivered().len() == n).await;
+    run.stop().await;
+
+    let mut first_seen: BTreeMap<i32, usize> = BTreeMap::new();
+    for (i, r) in app.received().iter().enumerate() {
+        first_seen.entry(r.partition()).or_insert(i);
+    }
+    assert_eq!(first_seen.len(), partitions as usize);
+    let (latest_partition, latest) = first_seen
+        .iter()
+        .max_by_key(|(_, i)| **i)
+        .map(|(p, i)| (*p, *i))
+        .expect("partitions");
+    assert!(
+        latest < n / 2,
+        "partition {latest_partition} got its first record only after {latest} of {n} deliveries"
+    );
+}
