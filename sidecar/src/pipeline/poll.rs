@@ -43,6 +43,9 @@ use crate::{
 /// How long the loop sleeps when there is nothing to take and nobody wakes it; bounds how fast
 /// shutdown, a gate change or a missed group event is noticed.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// How long closing the consumer may take once everything is committed; well inside the
+/// operator's termination grace margin (`DRAIN_MARGIN_SECONDS`, 10 s).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the shutdown commit polls between attempts.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// Most records taken from one queue in one round.
@@ -80,11 +83,35 @@ pub(super) fn run(
         warn!("The consumer is still referenced; it may not leave the group cleanly");
     }
     shared.stats.joined.store(false, Relaxed);
-    // Closing leaves the group (unless static membership) and runs the revoke callback, which
-    // finds nothing left to drain.
-    drop(consumer);
-    info!("Consumer closed");
+    close(consumer);
     result
+}
+
+/// Closes the consumer: leaves the group (unless static membership) and runs the revoke
+/// callback, which finds nothing left to drain. Waits at most [`CLOSE_TIMEOUT`]: everything
+/// that matters (drain, final commit) is done by now, and librdkafka's close can wait for a
+/// rebalance in progress to finish (seen in the reliability suite: a sidecar stopped while
+/// another joined never exited). Past the limit the process goes on to exit; the group drops
+/// this member after `session.timeout.ms`, and the next owner resumes from the commit.
+fn close(consumer: Arc<BaseConsumer<ConsumerCtx>>) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kcp-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = done_tx.send(());
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "Could not start the thread that closes the consumer; not waiting for it");
+        return;
+    }
+    match done_rx.recv_timeout(CLOSE_TIMEOUT) {
+        Ok(()) => info!("Consumer closed"),
+        Err(_) => warn!(
+            timeout_s = CLOSE_TIMEOUT.as_secs(),
+            "Leaving the group did not finish in time (a rebalance in progress?); exiting anyway: offsets are committed, and the group drops this member after session.timeout.ms"
+        ),
+    }
 }
 
 fn consume(
