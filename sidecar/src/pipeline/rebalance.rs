@@ -12,7 +12,7 @@ use std::{
 };
 
 use rdkafka::{TopicPartitionList, consumer::BaseConsumer, error::KafkaResult};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Shared, poll::PartitionFetch};
 use crate::{
@@ -64,6 +64,12 @@ impl RebalanceHandler for Shared {
                     let waker = waker.clone();
                     queue.set_nonempty_callback(move || waker.wake());
                     queues.insert(tp.clone(), PartitionFetch { state, queue });
+                }
+                None if consumer.is_none() => {
+                    // The consumer is closing (its last handle is being dropped): an assignment
+                    // now is revoked again before anything is read.
+                    queues.remove(tp);
+                    debug!(%tp, "Assigned while closing; not reading it");
                 }
                 None => {
                     // librdkafka refuses only a topic name it cannot take (or a producer
