@@ -247,7 +247,7 @@ impl Collector for StatsCollector {
         gauge(
             &mut e,
             "paused_partitions",
-            "Assigned partitions whose fetching is paused (buffer full, or the app not ready)",
+            "Assigned partitions the sidecar is not taking records from (their buffer full, or the app not ready)",
             s.partitions
                 .values()
                 .filter(|p| p.paused || s.gate_paused)
@@ -303,7 +303,7 @@ impl Collector for StatsCollector {
             let g = ConstGauge::new(0i64);
             let mut d = e.encode_descriptor(
                 "partition_paused",
-                "1 when fetching of the partition is paused (buffer full, or the app not ready)",
+                "1 when the sidecar is not taking the partition's records (its buffer full, or the app not ready)",
                 None,
                 g.metric_type(),
             )?;

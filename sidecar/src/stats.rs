@@ -106,7 +106,8 @@ pub struct PartitionStats {
     /// Last offset sent by the periodic asynchronous commit (librdkafka does not report its
     /// outcome; a lost one is re-sent synchronously at revoke and shutdown).
     pub commit_requested: Option<i64>,
-    /// Whether fetching is paused because this partition's buffer is full.
+    /// Whether the sidecar stopped taking this partition's records because its buffer is full
+    /// (until half empty; librdkafka then stops fetching it once its own queue is full).
     pub paused: bool,
     /// Records between the committed offset and the partition's end, from librdkafka's
     /// statistics (`consumer_lag`; `None` until known).
