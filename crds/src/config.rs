@@ -13,7 +13,8 @@ use std::{collections::BTreeMap, fmt, net::SocketAddr, str::FromStr};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de::DeserializeOwned};
 
 use crate::{
-    Duration, is_owned_client_config_key,
+    Duration, forbidden_static_header, is_owned_client_config_key,
+    librdkafka::{LIBRDKAFKA_VERSION, is_consumer_property},
     v1alpha1::{
         Guarantee, HttpMethod, InitialOffset, KafkaConsumerProxy, LogLevel, OnExhausted, Ordering,
         SaslMechanism,
@@ -21,6 +22,16 @@ use crate::{
 };
 
 pub use crate::v1alpha1::BodyAck;
+
+/// librdkafka's default `max.poll.interval.ms`.
+pub const DEFAULT_MAX_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+/// What `delivery.drainTimeout` must leave of `max.poll.interval.ms` for the commit that
+/// follows a drain.
+pub const DRAIN_COMMIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn default_unready_timeout() -> Duration {
+    crate::v1alpha1::default_unready_timeout()
+}
 
 /// Environment variable carrying the SASL username (from a Secret via `secretKeyRef`).
 pub const SASL_USERNAME_ENV: &str = "KCP_SASL_USERNAME";
@@ -135,6 +146,10 @@ pub struct EndpointConfig {
     pub action_header: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_ack: Option<BodyAck>,
+    /// How long the app may stay unready before the sidecar leaves the group (it rejoins when
+    /// the app answers). A config without it (an older operator) gets the resource's default.
+    #[serde(default = "default_unready_timeout")]
+    pub unready_timeout: Duration,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -356,11 +371,20 @@ impl SidecarConfig {
         }
         if k.group_id.trim().is_empty() {
             p.push("kafka.groupId is empty".into());
+        } else if !is_trimmed_printable_ascii(&k.group_id) {
+            p.push(format!(
+                "kafka.groupId {:?} must be printable ASCII without leading or trailing spaces: it is sent in the kcp-group header",
+                k.group_id
+            ));
         }
         for key in k.client_config.keys() {
             if is_owned_client_config_key(key) {
                 p.push(format!(
                     "kafka.clientConfig must not set {key:?}: the sidecar owns it; use bootstrapServers, groupId or security instead"
+                ));
+            } else if !is_consumer_property(key) {
+                p.push(format!(
+                    "kafka.clientConfig: {key:?} is not a consumer property of librdkafka {LIBRDKAFKA_VERSION}; check its spelling against librdkafka's CONFIGURATION.md"
                 ));
             }
         }
@@ -397,12 +421,35 @@ impl SidecarConfig {
         if e.request_timeout.as_std().is_zero() {
             p.push("endpoint.requestTimeout must be longer than 0s".into());
         }
+        if e.unready_timeout.as_std().is_zero() {
+            p.push("endpoint.unreadyTimeout must be longer than 0s".into());
+        }
         for name in e.headers.keys().chain(e.action_header.iter()) {
             if !is_header_token(name) {
                 p.push(format!(
                     "endpoint: {name:?} is not a valid HTTP header name"
                 ));
             }
+        }
+        for (name, value) in &e.headers {
+            if let Some(why) = forbidden_static_header(name) {
+                p.push(format!("endpoint.headers must not set {name:?}: {why}"));
+            }
+            if !value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+            {
+                p.push(format!(
+                    "endpoint.headers: the value of {name:?} must be tab and printable ASCII (no line breaks or control characters)"
+                ));
+            }
+        }
+        if let Some(host) = &e.host_header
+            && (host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            p.push(format!(
+                "endpoint.hostHeader {host:?} must be printable ASCII without spaces"
+            ));
         }
         if let Some(ack) = &e.body_ack
             && !ack.pointer.starts_with('/')
@@ -414,6 +461,18 @@ impl SidecarConfig {
         }
 
         let d = &self.delivery;
+        let max_poll_interval = k
+            .client_config
+            .get("max.poll.interval.ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(DEFAULT_MAX_POLL_INTERVAL, std::time::Duration::from_millis);
+        if d.drain_timeout.as_std() + DRAIN_COMMIT_MARGIN >= max_poll_interval {
+            p.push(format!(
+                "delivery.drainTimeout ({}) must be at least 10s shorter than max.poll.interval.ms ({} ms): a revocation drains without polling, and librdkafka removes a consumer that does not poll for that long",
+                d.drain_timeout,
+                max_poll_interval.as_millis()
+            ));
+        }
         if d.max_in_flight == 0 {
             p.push("delivery.maxInFlight must be at least 1".into());
         }
@@ -545,6 +604,7 @@ impl SidecarConfig {
                 retry_on,
                 action_header: ep.action_header.clone(),
                 body_ack: ep.body_ack.clone(),
+                unready_timeout: ep.unready_timeout,
             },
             delivery: DeliveryConfig {
                 ordering: d.ordering,
@@ -653,6 +713,14 @@ pub fn is_valid_topic_name(t: &str) -> bool {
         && t != ".."
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Printable ASCII (`!`..`~` and space), not starting or ending with a space.
+fn is_trimmed_printable_ascii(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| (b' '..=b'~').contains(&b))
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
 }
 
 /// RFC 9110 token characters, what an HTTP header name may contain.
@@ -776,6 +844,39 @@ mod tests {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
         assert_eq!(err.0.len(), 6, "{text}");
+    }
+
+    /// What the schema refuses at admission, the parser refuses too: a config written by hand
+    /// or by an older operator cannot start a sidecar that would cut bodies, fail to build its
+    /// requests, or hand librdkafka a key it does not know.
+    #[test]
+    fn headers_group_ids_and_client_config_keys_the_sidecar_cannot_use_are_refused() {
+        let mut v = serde_json::to_value(SidecarConfig::render(&in_pod()).expect("renders"))
+            .expect("serializes");
+        v["kafka"]["groupId"] = json!("bestellungen-\u{fc}");
+        v["kafka"]["clientConfig"] =
+            json!({ "fetch.max.byte": "1", "auto.commit.enable": "true", "fetch.max.bytes": "1" });
+        v["endpoint"]["headers"] = json!({
+            "content-LENGTH": "1",
+            "Transfer-Encoding": "chunked",
+            "X-Ok": "tab\tand text",
+            "X-Bad": "a\r\nX-Evil: 1",
+        });
+        v["endpoint"]["hostHeader"] = json!("a host");
+        let err = SidecarConfig::parse(&v.to_string()).expect_err("invalid");
+        let text = err.to_string();
+        for expected in [
+            "kafka.groupId \"bestellungen-\u{fc}\" must be printable ASCII",
+            "\"fetch.max.byte\" is not a consumer property of librdkafka",
+            "must not set \"auto.commit.enable\"",
+            "endpoint.headers must not set \"content-LENGTH\": the sidecar frames each request itself",
+            "endpoint.headers must not set \"Transfer-Encoding\"",
+            "the value of \"X-Bad\" must be tab and printable ASCII",
+            "endpoint.hostHeader \"a host\" must be printable ASCII without spaces",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        assert_eq!(err.0.len(), 7, "{text}");
     }
 
     #[test]

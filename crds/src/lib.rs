@@ -6,6 +6,7 @@
 pub mod apidoc;
 pub mod config;
 pub mod duration;
+pub mod librdkafka;
 pub mod v1alpha1;
 
 pub use config::SidecarConfig;
@@ -14,15 +15,29 @@ pub use v1alpha1::{KafkaConsumerProxy, KafkaConsumerProxySpec, KafkaConsumerProx
 
 use kube::CustomResourceExt;
 
-/// librdkafka properties the sidecar sets itself; `clientConfig` may not override them.
-pub const OWNED_CLIENT_CONFIG_KEYS: &[&str] = &[
-    "bootstrap.servers",
-    "metadata.broker.list",
-    "group.id",
-    "group.instance.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "security.protocol",
+/// librdkafka properties the sidecar sets itself, each with what to do instead;
+/// `clientConfig` may not set them.
+pub const OWNED_CLIENT_CONFIG_KEYS: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set kafka.bootstrapServers instead"),
+    ("metadata.broker.list", "set kafka.bootstrapServers instead"),
+    ("group.id", "set kafka.groupId instead"),
+    ("group.instance.id", "the sidecar sets it"),
+    (
+        "enable.auto.commit",
+        "the sidecar commits only what was delivered",
+    ),
+    // librdkafka's alias of enable.auto.commit.
+    (
+        "auto.commit.enable",
+        "the sidecar commits only what was delivered",
+    ),
+    (
+        "enable.auto.offset.store",
+        "the sidecar commits only what was delivered",
+    ),
+    ("security.protocol", "set kafka.auth instead"),
+    // Where a partition starts is the sidecar's decision, driven by `kafka.initialOffset`.
+    ("auto.offset.reset", "set kafka.initialOffset instead"),
 ];
 
 /// Prefixes of librdkafka properties set through `kafka.auth` (security settings).
@@ -30,10 +45,37 @@ pub const OWNED_CLIENT_CONFIG_PREFIXES: &[&str] = &["sasl.", "ssl."];
 
 /// Whether `key` is a librdkafka property the sidecar owns.
 pub fn is_owned_client_config_key(key: &str) -> bool {
-    OWNED_CLIENT_CONFIG_KEYS.contains(&key)
+    OWNED_CLIENT_CONFIG_KEYS.iter().any(|(k, _)| *k == key)
         || OWNED_CLIENT_CONFIG_PREFIXES
             .iter()
             .any(|p| key.starts_with(p))
+}
+
+/// Static request headers `endpoint.headers` may not set (compared case-insensitively), each
+/// with the reason: they frame the request or belong to one connection hop, and hyper would
+/// honour a user's `Content-Length` and cut the body.
+pub const FORBIDDEN_STATIC_HEADERS: &[(&str, &str)] = &[
+    ("Content-Length", "the sidecar frames each request itself"),
+    (
+        "Transfer-Encoding",
+        "the sidecar frames each request itself",
+    ),
+    ("TE", "it is a hop-by-hop header"),
+    ("Trailer", "it is a hop-by-hop header"),
+    ("Connection", "it is a hop-by-hop header"),
+    ("Keep-Alive", "it is a hop-by-hop header"),
+    ("Proxy-Connection", "it is a hop-by-hop header"),
+    ("Upgrade", "it is a hop-by-hop header"),
+    ("Expect", "the sidecar sends each request whole"),
+    ("Host", "set endpoint.hostHeader instead"),
+];
+
+/// Why `endpoint.headers` may not set `name`, if it may not.
+pub fn forbidden_static_header(name: &str) -> Option<&'static str> {
+    FORBIDDEN_STATIC_HEADERS
+        .iter()
+        .find(|(h, _)| h.eq_ignore_ascii_case(name))
+        .map(|(_, why)| *why)
 }
 
 /// Path of the generated CRD, relative to the repository root.

@@ -12,10 +12,13 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
 };
 use kube::{CustomResource, KubeSchema};
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Duration, OWNED_CLIENT_CONFIG_KEYS, OWNED_CLIENT_CONFIG_PREFIXES};
+use crate::Duration;
+
+mod schema;
+use schema::{client_config_schema, pod_template_schema, static_headers_schema};
 
 /// A Kafka consumer group that delivers every record of its topics to an HTTP endpoint, run as
 /// a sidecar next to your application.
@@ -56,8 +59,31 @@ use crate::{Duration, OWNED_CLIENT_CONFIG_KEYS, OWNED_CLIENT_CONFIG_PREFIXES};
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[kube(validation = Rule::new("!has(self.metadata.name) || self.metadata.name.size() <= 63").message(
+    "metadata.name must be at most 63 characters: it is used as the value of the pods' kafkaproxy.io/instance label"
+))]
 #[x_kube(validation = Rule::new("!has(self.endpoint.port) || has(self.template)").message(
     "spec.template is required when endpoint.port is set: the port belongs to your app's container in the same pod"
+))]
+#[x_kube(validation = Rule::new(
+    "!has(self.endpoint.port) || self.endpoint.port != (has(self.sidecar) && has(self.sidecar.adminPort) ? self.sidecar.adminPort : 9090)"
+).message(
+    "endpoint.port and sidecar.adminPort are the same port: the app and the sidecar share the pod's network; pick another sidecar.adminPort"
+))]
+#[x_kube(validation = Rule::new(
+    "!has(self.delivery) || !has(self.delivery.deadLetter) || !has(self.delivery.deadLetter.topic) || !(self.delivery.deadLetter.topic in self.kafka.topics)"
+).message(
+    "delivery.deadLetter.topic is also a source topic: failed records would be consumed again; pick another dead-letter topic"
+))]
+#[x_kube(validation = Rule::new(
+    "(has(self.delivery) && has(self.delivery.deadLetter) && has(self.delivery.deadLetter.topic)) || self.kafka.topics.all(t, !((t + '-dlq') in self.kafka.topics))"
+).message(kube::core::Message::Expression(
+    "'the default dead-letter topic of ' + self.kafka.topics.filter(t, (t + '-dlq') in self.kafka.topics)[0] + ' is ' + self.kafka.topics.filter(t, (t + '-dlq') in self.kafka.topics)[0] + '-dlq, which is also a source topic: failed records would be consumed again; set delivery.deadLetter.topic or rename the topics'".into()
+)))]
+#[x_kube(validation = Rule::new(
+    "!has(self.delivery) || !has(self.delivery.drainTimeout) || duration(self.delivery.drainTimeout) + duration('10s') < ((has(self.kafka.clientConfig) && 'max.poll.interval.ms' in self.kafka.clientConfig && self.kafka.clientConfig['max.poll.interval.ms'].matches('^[0-9]{1,9}$')) ? duration(self.kafka.clientConfig['max.poll.interval.ms'] + 'ms') : duration('300s'))"
+).message(
+    "delivery.drainTimeout must be at least 10s shorter than kafka.clientConfig max.poll.interval.ms (300000, 5 minutes, unless set): a revocation drains for up to drainTimeout without polling, and a consumer that does not poll for max.poll.interval.ms is removed from the group"
 ))]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaConsumerProxySpec {
@@ -108,23 +134,35 @@ pub struct KafkaSpec {
     #[schemars(length(min = 1, max = 4096))]
     pub bootstrap_servers: String,
 
-    /// Topics to consume (at least one).
-    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 249)))]
+    /// Topics to consume (at least one). Names follow Kafka's rule: 1-249 characters of
+    /// `a-z A-Z 0-9 . _ -`, and not `.` or `..`.
+    #[schemars(
+        length(min = 1, max = 64),
+        inner(
+            length(min = 1, max = 249),
+            regex(pattern = r"^(\.{0,2}[a-zA-Z0-9_-][a-zA-Z0-9._-]*|\.{3,}[a-zA-Z0-9._-]*)$")
+        )
+    )]
     pub topics: Vec<String>,
 
     /// Consumer group id. Defaults to `<namespace>.<name>`. Cannot be changed after creation.
+    /// Printable ASCII without leading or trailing spaces: it is sent to your app in the
+    /// `kcp-group` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 255))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[!-~]([ -~]*[!-~])?$"))]
     pub group_id: Option<String>,
 
-    /// Where a group with no committed offset starts: `earliest` (default) or `latest`.
+    /// Where a group with no committed offset on a partition starts: `earliest` (default) or
+    /// `latest`. It never applies to a group that committed: a committed offset that retention
+    /// deleted (or a truncated or recreated topic) resumes at the earliest retained record,
+    /// logged at ERROR with how many records were removed before delivery.
     #[serde(default)]
     pub initial_offset: InitialOffset,
 
     /// Extra librdkafka consumer properties, e.g. `fetch.max.bytes`. Keys the sidecar owns are
     /// refused: `bootstrap.servers`, `group.id`, `group.instance.id`, `enable.auto.commit`,
-    /// `enable.auto.offset.store`, and security settings (`security.protocol`, `sasl.*`,
-    /// `ssl.*`), which are set through `auth`.
+    /// `enable.auto.offset.store`, `auto.offset.reset` (see `initialOffset`), and security
+    /// settings (`security.protocol`, `sasl.*`, `ssl.*`), which are set through `auth`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "client_config_schema")]
     pub client_config: BTreeMap<String, String>,
@@ -228,6 +266,12 @@ pub struct TlsAuth {
 #[x_kube(validation = Rule::new("has(self.port) != has(self.url)").message(
     "set exactly one of endpoint.port (your app in the same pod) or endpoint.url (a remote endpoint)"
 ))]
+#[x_kube(validation = Rule::new("!has(self.connectTimeout) || duration(self.connectTimeout) > duration('0s')")
+    .message("endpoint.connectTimeout must be longer than 0s"))]
+#[x_kube(validation = Rule::new("!has(self.requestTimeout) || duration(self.requestTimeout) > duration('0s')")
+    .message("endpoint.requestTimeout must be longer than 0s"))]
+#[x_kube(validation = Rule::new("!has(self.unreadyTimeout) || duration(self.unreadyTimeout) > duration('0s')")
+    .message("endpoint.unreadyTimeout must be longer than 0s"))]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSpec {
     /// Port of your app's container in the same pod; records go to `http://127.0.0.1:<port><path>`.
@@ -235,9 +279,9 @@ pub struct EndpointSpec {
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
 
-    /// Request path with `port` (default `/`).
+    /// Request path with `port` (default `/`): printable ASCII, no spaces (percent-encode the rest).
     #[serde(default = "default_path")]
-    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/[!-~]*$"))]
     pub path: String,
 
     /// Full `http://` or `https://` URL of a remote endpoint (instead of `port`).
@@ -252,9 +296,9 @@ pub struct EndpointSpec {
     #[serde(default)]
     pub method: HttpMethod,
 
-    /// Value of the `Host` header, when the endpoint routes on it.
+    /// Value of the `Host` header, when the endpoint routes on it (printable ASCII, no spaces).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[!-~]+$"))]
     pub host_header: Option<String>,
 
     /// Static headers added to every request.
@@ -276,8 +320,10 @@ pub struct EndpointSpec {
 
     /// Path the sidecar polls (GET, 2xx = ready) before delivering, and while your app is down.
     /// Unset: the sidecar treats "connection refused" as not ready and anything else as ready.
+    /// While the app is not ready, fetching pauses and the replica keeps its partitions, for
+    /// up to `unreadyTimeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/[!-~]*$"))]
     pub readiness_path: Option<String>,
 
     /// Statuses that mean "try again later": `5xx`, `4xx`, or exact codes like `429`
@@ -298,6 +344,12 @@ pub struct EndpointSpec {
         regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
     )]
     pub action_header: Option<String>,
+
+    /// How long your app may stay not ready before this replica gives its partitions back to
+    /// the group, so that other replicas consume them (default `2m`). It rejoins when the app
+    /// answers again. Shorter outages (a restart) only pause fetching.
+    #[serde(default = "default_unready_timeout")]
+    pub unready_timeout: Duration,
 
     /// For apps that answer 2xx with an error code in a JSON body: the record counts as
     /// delivered only when the value at `pointer` equals `equals`; otherwise it is retried.
@@ -327,7 +379,9 @@ pub enum HttpMethod {
 }
 
 /// Ordering, parallelism and delivery guarantee.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.commitInterval) || duration(self.commitInterval) > duration('0s')")
+    .message("delivery.commitInterval must be longer than 0s"))]
 #[serde(rename_all = "camelCase")]
 pub struct DeliverySpec {
     /// `partition` (default): one request in flight per partition, in offset order.
@@ -353,6 +407,8 @@ pub struct DeliverySpec {
     pub commit_interval: Duration,
 
     /// How long shutdown and partition revocation wait for in-flight requests (default `30s`).
+    /// At least 10s shorter than librdkafka's `max.poll.interval.ms` (5 minutes unless
+    /// `kafka.clientConfig` sets it): a revocation drains without polling Kafka.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: Duration,
 
@@ -426,9 +482,13 @@ pub struct RetrySpec {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterSpec {
-    /// Topic for records that could not be delivered (default `<source topic>-dlq`).
+    /// Topic for records that could not be delivered (default `<source topic>-dlq`). It may
+    /// not be one of `kafka.topics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 249))]
+    #[schemars(
+        length(min = 1, max = 249),
+        regex(pattern = r"^(\.{0,2}[a-zA-Z0-9_-][a-zA-Z0-9._-]*|\.{3,}[a-zA-Z0-9._-]*)$")
+    )]
     pub topic: Option<String>,
 }
 
@@ -508,10 +568,16 @@ pub struct KafkaConsumerProxyStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct LagStatus {
-    /// Sum of the partitions' lag.
+    /// Sum of the lag of every partition of the source topics, listed or not.
     pub total: i64,
-    /// Lag per partition.
+    /// Number of partitions of the source topics, listed or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_count: Option<i32>,
+    /// Lag of at most 20 partitions: those with the most lag (on a tie, the first by topic
+    /// and partition), listed by topic and partition. A topic with thousands of partitions
+    /// would not fit in the status; `total` and `partitionCount` cover them all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
     pub partitions: Vec<PartitionLag>,
     /// When these figures last changed. The operator re-reads them from Kafka every refresh
     /// interval (30s by default) and writes only when they change; `stale` says whether the
@@ -521,6 +587,11 @@ pub struct LagStatus {
     /// True when the last attempt to read them failed and these are older figures.
     #[serde(default, skip_serializing_if = "is_false")]
     pub stale: bool,
+}
+
+impl LagStatus {
+    /// Most partitions listed in `partitions` (the schema's `maxItems`).
+    pub const MAX_PARTITIONS: usize = 20;
 }
 
 /// Lag of one partition.
@@ -568,6 +639,10 @@ fn default_request_timeout() -> Duration {
 /// The default `retryOn` list.
 pub fn default_retry_on() -> Vec<String> {
     vec!["5xx".into(), "408".into(), "429".into()]
+}
+/// The default `endpoint.unreadyTimeout`.
+pub fn default_unready_timeout() -> Duration {
+    Duration::from_secs(120)
 }
 fn default_max_in_flight() -> i32 {
     16
@@ -638,81 +713,4 @@ impl Default for SidecarSpec {
             admin_port: default_admin_port(),
         }
     }
-}
-
-// ---- hand-written schema fragments ----
-
-/// `template`: the outline of a PodTemplateSpec. Inlining the full PodTemplateSpec schema would
-/// make the CRD several hundred KiB, past what client-side `kubectl apply` can store in its
-/// last-applied annotation; the operator parses the full type and reports `InvalidSpec`.
-fn pod_template_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "description": "The application's pod template (a standard PodTemplateSpec: metadata and spec). Required with endpoint.port; omit it with endpoint.url to run the sidecar alone. Checked in full by the operator, which reports problems in the Ready condition.",
-        "x-kubernetes-preserve-unknown-fields": true,
-        "required": ["spec"],
-        "properties": {
-            "metadata": {
-                "type": "object",
-                "x-kubernetes-preserve-unknown-fields": true,
-            },
-            "spec": {
-                "type": "object",
-                "x-kubernetes-preserve-unknown-fields": true,
-                "required": ["containers"],
-                "properties": {
-                    "containers": {
-                        "type": "array",
-                        "minItems": 1,
-                        "maxItems": 32,
-                        "items": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": true,
-                            "required": ["name"],
-                            "properties": {
-                                "name": { "type": "string", "minLength": 1, "maxLength": 63 },
-                            },
-                        },
-                    },
-                },
-            },
-        },
-    })
-}
-
-/// `clientConfig`: a bounded string map whose keys may not be ones the sidecar owns.
-fn client_config_schema(_: &mut SchemaGenerator) -> Schema {
-    let owned_keys = OWNED_CLIENT_CONFIG_KEYS
-        .iter()
-        .map(|k| format!("'{k}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let owned = OWNED_CLIENT_CONFIG_PREFIXES
-        .iter()
-        .map(|p| format!("k.startsWith('{p}')"))
-        .chain(std::iter::once(format!("k in [{owned_keys}]")))
-        .collect::<Vec<_>>()
-        .join(" || ");
-    json_schema!({
-        "type": "object",
-        "description": "Extra librdkafka consumer properties, e.g. fetch.max.bytes. Keys the sidecar owns are refused: bootstrap.servers, group.id, group.instance.id, enable.auto.commit, enable.auto.offset.store, and security settings (security.protocol, sasl.*, ssl.*), which are set through auth.",
-        "maxProperties": 64,
-        "additionalProperties": { "type": "string", "maxLength": 4096 },
-        "x-kubernetes-validations": [{
-            "rule": format!("self.all(k, !({owned}))"),
-            "messageExpression": format!(
-                "'kafka.clientConfig must not set ' + self.filter(k, {owned}).join(', ') + ': the sidecar owns these keys; use kafka.bootstrapServers, kafka.groupId and kafka.auth instead'"
-            ),
-        }],
-    })
-}
-
-/// `headers`: a bounded map of static request headers.
-fn static_headers_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "description": "Static headers added to every request.",
-        "maxProperties": 32,
-        "additionalProperties": { "type": "string", "maxLength": 4096 },
-    })
 }

@@ -1,7 +1,17 @@
 -- Argo CD health check for kafkaproxy.io/KafkaConsumerProxy.
 -- Install: add it to the argocd-cm ConfigMap under
 --   resource.customizations.health.kafkaproxy.io_KafkaConsumerProxy
--- (see README "GitOps"). It reads the kstatus conditions the operator writes.
+-- (see README "GitOps"). It reads the kstatus conditions the operator writes
+-- (operator/src/reconcile/status.rs):
+--   Stalled=True                 -> Degraded    (the user must fix something)
+--   Ready=True reason=Suspended  -> Suspended   (spec.suspend, no pod left)
+--   Ready=True                   -> Healthy
+--   Reconciling=True             -> Progressing (a rollout, too few pods available, pods stopping)
+-- and Progressing while the operator has not yet reported on the latest generation.
+-- KafkaReachable=False (the operator cannot read lag) does not change the health, as it does
+-- not change Ready: the message says the lag is not being updated.
+-- Tested on every status the operator can write: samples.json, generated from the status code.
+-- Argo CD runs this with gopher-lua (Lua 5.1): no goto, no integer division, no bit operators.
 local hs = { status = "Progressing", message = "Waiting for the operator to report status" }
 if obj.status == nil or obj.status.conditions == nil then
   return hs
@@ -16,29 +26,38 @@ local by_type = {}
 for _, c in ipairs(obj.status.conditions) do
   by_type[c.type] = c
 end
+local function describe(c, fallback)
+  return (c.reason or fallback) .. ": " .. (c.message or "")
+end
+local function with_lag_note(message)
+  local kafka = by_type["KafkaReachable"]
+  if kafka ~= nil and kafka.status == "False" then
+    return message .. "; lag not updated: " .. (kafka.message or "Kafka unreachable")
+  end
+  return message
+end
 local stalled, ready, reconciling = by_type["Stalled"], by_type["Ready"], by_type["Reconciling"]
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
-  hs.message = (stalled.reason or "Stalled") .. ": " .. (stalled.message or "")
+  hs.message = describe(stalled, "Stalled")
   return hs
 end
 if ready ~= nil and ready.status == "True" then
-  hs.status = "Healthy"
-  hs.message = ready.message or "Ready"
-  return hs
-end
-if ready ~= nil and ready.reason == "Suspended" then
-  hs.status = "Suspended"
-  hs.message = ready.message or "Suspended"
+  if ready.reason == "Suspended" then
+    hs.status = "Suspended"
+  else
+    hs.status = "Healthy"
+  end
+  hs.message = with_lag_note(ready.message or ready.reason or "Ready")
   return hs
 end
 if reconciling ~= nil and reconciling.status == "True" then
-  hs.message = (reconciling.reason or "Reconciling") .. ": " .. (reconciling.message or "")
+  hs.message = describe(reconciling, "Reconciling")
   return hs
 end
 if ready ~= nil and ready.status == "False" then
   hs.status = "Degraded"
-  hs.message = (ready.reason or "NotReady") .. ": " .. (ready.message or "")
+  hs.message = describe(ready, "NotReady")
   return hs
 end
 return hs

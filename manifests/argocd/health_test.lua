@@ -1,42 +1,41 @@
--- Runs health.lua against sample objects: `lua5.4 manifests/argocd/health_test.lua`.
--- Exits non-zero on the first mismatch. Run by `cargo test` (tests/tests/manifests.rs).
+-- Runs health.lua on sample resources, as Argo CD does: `obj` set, only the base, string,
+-- table and math libraries at hand.
+--   lua5.4 manifests/argocd/health_test.lua SAMPLES.lua
+-- SAMPLES.lua returns a list of { name = ..., expect = { status = ..., message = ... },
+-- object = ... }: samples.json (generated from the operator's status code) in Lua form, which
+-- `cargo test` (tests/tests/manifests.rs) writes and passes here. A sample passes when the
+-- health is the expected one and its message contains the expected text.
+-- Prints one line per sample and a summary; exits non-zero when any sample fails.
 local dir = arg[0]:match("^(.*)/[^/]*$") or "."
+local samples = assert(dofile(assert(arg[1], "usage: health_test.lua SAMPLES.lua")))
+local statuses = { Healthy = true, Progressing = true, Degraded = true, Suspended = true,
+                   Missing = true, Unknown = true }
 local function health(obj)
-  local env = setmetatable({ obj = obj }, { __index = _G })
+  local env = { obj = obj, ipairs = ipairs, pairs = pairs, next = next, type = type,
+                tostring = tostring, tonumber = tonumber, string = string, table = table,
+                math = math }
   local chunk = assert(loadfile(dir .. "/health.lua", "t", env))
   return chunk()
 end
-local function cond(t, status, reason, message)
-  return { type = t, status = status, reason = reason, message = message or "" }
-end
-local cases = {
-  { "no status yet", { metadata = { generation = 1 } }, "Progressing" },
-  { "old generation", { metadata = { generation = 3 }, status = { observedGeneration = 2,
-      conditions = { cond("Ready", "True", "Available") } } }, "Progressing" },
-  { "ready", { metadata = { generation = 2 }, status = { observedGeneration = 2,
-      conditions = { cond("Ready", "True", "Available"), cond("Reconciling", "False", "Available"),
-                     cond("Stalled", "False", "Available") } } }, "Healthy" },
-  { "rolling out", { metadata = { generation = 2 }, status = { observedGeneration = 2,
-      conditions = { cond("Ready", "False", "DeploymentProgressing"),
-                     cond("Reconciling", "True", "DeploymentProgressing") } } }, "Progressing" },
-  { "invalid spec", { metadata = { generation = 2 }, status = { observedGeneration = 2,
-      conditions = { cond("Ready", "False", "InvalidSpec", "template: bad"),
-                     cond("Stalled", "True", "InvalidSpec", "template: bad") } } }, "Degraded" },
-  { "suspended", { metadata = { generation = 4 }, status = { observedGeneration = 4,
-      conditions = { cond("Ready", "False", "Suspended", "spec.suspend is true") } } }, "Suspended" },
-  { "replicas unavailable", { metadata = { generation = 1 }, status = { observedGeneration = 1,
-      conditions = { cond("Ready", "False", "ReplicasUnavailable"), cond("Reconciling", "False", "ReplicasUnavailable") } } }, "Degraded" },
-}
 local failed = 0
-for _, c in ipairs(cases) do
-  local name, obj, want = c[1], c[2], c[3]
-  local hs = health(obj)
-  if hs.status ~= want then
-    print(string.format("FAIL %s: want %s, got %s (%s)", name, want, hs.status, hs.message))
+for _, s in ipairs(samples) do
+  local ok, hs = pcall(health, s.object)
+  local problem
+  if not ok then
+    problem = "error: " .. tostring(hs)
+  elseif type(hs) ~= "table" or not statuses[hs.status] then
+    problem = "not an Argo CD health status: " .. tostring(type(hs) == "table" and hs.status or hs)
+  elseif hs.status ~= s.expect.status then
+    problem = string.format("want %s, got %s (%s)", s.expect.status, hs.status, tostring(hs.message))
+  elseif type(hs.message) ~= "string" or not hs.message:find(s.expect.message, 1, true) then
+    problem = string.format("message %q does not contain %q", tostring(hs.message), s.expect.message)
+  end
+  if problem then
+    print(string.format("FAIL %s: %s", s.name, problem))
     failed = failed + 1
   else
-    print(string.format("ok   %s: %s (%s)", name, hs.status, hs.message))
+    print(string.format("ok   %s: %s (%s)", s.name, hs.status, hs.message))
   end
 end
-print(string.format("%d passed, %d failed", #cases - failed, failed))
+print(string.format("%d passed, %d failed", #samples - failed, failed))
 os.exit(failed == 0 and 0 or 1)

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use crate::reconcile::{status::Reason, validate::InvalidSpec};
+use serde_json::Value;
+
+use crate::reconcile::{status::Reason, template, validate::InvalidSpec};
 
 /// Why one reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,13 +35,18 @@ pub enum Error {
     )]
     OwnershipConflict { kind: &'static str, name: String },
 
-    /// The API server refused the object built from the spec (HTTP 422): the user's template
-    /// holds a value Kubernetes does not accept.
-    #[error("the API server rejected {kind} {name:?}: {message}")]
+    /// The API server refused the object built from the spec: the user's template holds a
+    /// value Kubernetes does not accept (HTTP 422), or a field the cluster's API does not have
+    /// (a typo, or a field of a newer Kubernetes), which it names in `unknown_fields`.
+    #[error("the API server rejected {kind} {name:?}: {}", rejected_detail(.unknown_fields, .message))]
     Rejected {
         kind: &'static str,
         name: String,
         message: String,
+        /// Paths of the fields the API server's schema lacks: the resource's own
+        /// (`spec.template.spec.containers[0].imagePullPolcy`) once
+        /// [`Error::naming_template_fields`] has resolved them, else the API server's.
+        unknown_fields: Vec<String>,
     },
 
     /// Reading a referenced Secret failed.
@@ -142,20 +149,78 @@ impl Error {
         }
     }
 
-    /// Classifies a failed server-side apply: 422 means the built object itself is refused.
+    /// Classifies a failed server-side apply. The built object itself is refused, and the
+    /// same apply will be refused until the spec changes, when the API server answers:
+    /// - 422 Invalid: a value it does not accept;
+    /// - a field "not declared in schema": a field its schema lacks. Server-side apply refuses
+    ///   it whatever `fieldValidation` says, today as a 500 with no reason
+    ///   (kubernetes/kubernetes#122480), so the message decides, and a 400 is expected once
+    ///   that is fixed;
+    /// - 400 with a strict decoding error (`fieldValidation=Strict`).
+    ///
+    /// Anything else is transient.
     pub fn from_apply(kind: &'static str, name: &str, source: kube::Error) -> Self {
         match &source {
-            kube::Error::Api(status) if status.code == 422 => Self::Rejected {
-                kind,
-                name: name.to_owned(),
-                message: status.message.clone(),
-            },
+            kube::Error::Api(status)
+                if status.code == 422
+                    || (matches!(status.code, 400 | 500)
+                        && status.message.contains(template::UNDECLARED_FIELD))
+                    || (status.code == 400 && status.message.contains("strict decoding")) =>
+            {
+                Self::Rejected {
+                    kind,
+                    name: name.to_owned(),
+                    message: status.message.clone(),
+                    unknown_fields: template::undeclared_paths(&status.message),
+                }
+            }
             _ => Self::Apply {
                 kind,
                 name: name.to_owned(),
                 source,
             },
         }
+    }
+
+    /// Names the fields a rejection lists by their path in the resource (`raw_template` is
+    /// its `spec.template`) where the API server's path leads into the template.
+    #[must_use]
+    pub fn naming_template_fields(self, raw_template: Option<&Value>) -> Self {
+        match (self, raw_template) {
+            (
+                Self::Rejected {
+                    kind,
+                    name,
+                    message,
+                    unknown_fields,
+                },
+                Some(raw),
+            ) => Self::Rejected {
+                kind,
+                name,
+                message,
+                unknown_fields: unknown_fields
+                    .into_iter()
+                    .map(|p| template::template_path(&p, raw).unwrap_or(p))
+                    .collect(),
+            },
+            (other, _) => other,
+        }
+    }
+}
+
+fn rejected_detail(unknown_fields: &[String], message: &str) -> String {
+    match unknown_fields {
+        [] => message.to_owned(),
+        fields => format!(
+            "{} {}: the cluster's API has no such field (check the spelling, and whether the field needs a newer Kubernetes); {message}",
+            if fields.len() == 1 {
+                "unknown field"
+            } else {
+                "unknown fields"
+            },
+            fields.join(", ")
+        ),
     }
 }
 
@@ -179,6 +244,30 @@ mod tests {
         assert_eq!(flaky.kind(), ErrorKind::Transient);
         assert_eq!(flaky.reason(), None);
         assert_eq!(flaky.category(), "kube_write");
+    }
+
+    /// The body a real API server (v1.33) sends when a server-side apply holds a field its
+    /// schema does not declare (kubernetes/kubernetes#122480): a 500 with no reason.
+    const UNDECLARED_FIELD_BODY: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"failed to create typed patch object (shop/orders; apps/v1, Kind=Deployment): .spec.template.spec.containers[name=\"app\"].imagePullPolcy: field not declared in schema","code":500}"#;
+
+    #[test]
+    fn a_field_the_api_server_does_not_declare_is_the_users_to_fix() {
+        let status: Status = serde_json::from_str(UNDECLARED_FIELD_BODY).expect("a Status");
+        let e = Error::from_apply("Deployment", "orders", kube::Error::Api(status.boxed()));
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e:?}");
+        assert_eq!(e.reason(), Some(Reason::InvalidSpec));
+        assert_eq!(e.recheck_after(), None, "waits for a spec change");
+        assert_eq!(e.category(), "rejected_by_api_server");
+        let raw = serde_json::json!({"spec": {"containers": [{"name": "app", "imagePullPolcy": "Always"}]}});
+        let named = e.naming_template_fields(Some(&raw)).to_string();
+        assert!(
+            named.contains("unknown field spec.template.spec.containers[0].imagePullPolcy: "),
+            "{named}"
+        );
+
+        // Any other 500 is the API server's trouble, retried.
+        let flaky = Error::from_apply("Deployment", "d", api_error(500));
+        assert_eq!(flaky.kind(), ErrorKind::Transient);
     }
 
     #[test]

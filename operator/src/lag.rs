@@ -7,36 +7,31 @@
 //! high − low when the group never committed there. Dead-letter count = Σ (high − low) over
 //! the partitions of the dead-letter topics; a missing dead-letter topic counts 0.
 //!
-//! The librdkafka calls, their bounds and the client cache are in [`kafka`]; this module holds
-//! the types the rest of the operator sees and the per-resource memo. Credentials live only in
-//! memory here.
+//! Three rooms:
+//! - this module: the types the rest of the operator sees, and the pure summary of a read
+//!   ([`LagSnapshot::new`]: totals over every partition, a bounded list of the most lagging);
+//! - [`reader`]: the lag reader service. A reconcile only reads its cache and asks for a
+//!   refresh; it never waits for Kafka. The reader reads in the background, a bounded number at
+//!   once per cluster, each read within a deadline, and asks for a reconcile when figures change;
+//! - [`kafka`]: the librdkafka calls (batched: a few requests per read, whatever the number of
+//!   partitions) and the clients, shared per cluster.
 //!
-//! [`LagReadings`] memoizes the last observation per resource for the refresh interval, so a
-//! reconcile triggered by a watch event (our own status write, a pod becoming ready) does not
-//! probe Kafka again; lag is refreshed by the periodic requeue.
+//! Credentials live only in memory here.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{fmt, time::Duration};
 
 use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
 use kcp_crds::{
     config::SecurityProtocol,
-    v1alpha1::{DeadLetterStatus, PartitionLag, SaslMechanism},
+    v1alpha1::{DeadLetterStatus, LagStatus, PartitionLag, SaslMechanism},
 };
 use rdkafka::{error::KafkaError, types::RDKafkaRespErr};
-use sha2::{Digest, Sha256};
-use tracing::{debug, warn};
 
 mod kafka;
-use kafka::connection_key;
-pub use kafka::{KafkaLagSource, ProbeLimits};
-
-use crate::metrics::Metrics;
+mod reader;
+pub use kafka::{KafkaLagSource, KafkaLimits};
+pub use reader::{LagReader, ReadLimits, ResourceKey};
 
 /// What to read: one resource's cluster, group and topics.
 #[derive(Clone, PartialEq, Eq)]
@@ -59,7 +54,23 @@ impl fmt::Debug for LagTarget {
     }
 }
 
-/// Secret material for the probe's client. In memory only; `Debug` shows no values.
+impl LagTarget {
+    /// Which cluster this is, for the reader's per-cluster bound: the bootstrap servers, trimmed,
+    /// lowercased and sorted, so `b:9092,a:9092` and `a:9092, b:9092` are one cluster.
+    pub fn cluster(&self) -> String {
+        let mut servers: Vec<String> = self
+            .bootstrap_servers
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        servers.sort_unstable();
+        servers.dedup();
+        servers.join(",")
+    }
+}
+
+/// Secret material for the reader's clients. In memory only; `Debug` shows no values.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     /// SASL username and password.
@@ -81,15 +92,45 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// Figures read from Kafka in one probe.
+/// Figures read from Kafka in one read, summarized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LagSnapshot {
-    /// Sorted by topic, then partition.
+    /// At most [`LagStatus::MAX_PARTITIONS`]: the most lagging, sorted by topic, then partition.
     pub partitions: Vec<PartitionLag>,
+    /// Partitions of the source topics, listed or not.
+    pub partition_count: i32,
+    /// Lag over every partition, listed or not.
     pub total: i64,
     pub dead_letter: DeadLetterStatus,
     /// Source topics that do not exist (no partitions, no lag).
     pub missing_topics: Vec<String>,
+}
+
+impl LagSnapshot {
+    /// Summarizes the lag of every partition: totals over all of them, and the
+    /// [`LagStatus::MAX_PARTITIONS`] with the most lag (ties: first by topic and partition, so
+    /// equal figures always give the same list), sorted by topic and partition.
+    pub fn new(
+        mut all: Vec<PartitionLag>,
+        dead_letter: DeadLetterStatus,
+        missing_topics: Vec<String>,
+    ) -> Self {
+        let total = all.iter().map(|p| p.lag).sum();
+        let partition_count = i32::try_from(all.len()).unwrap_or(i32::MAX);
+        let by_position = |a: &PartitionLag, b: &PartitionLag| {
+            (&a.topic, a.partition).cmp(&(&b.topic, b.partition))
+        };
+        all.sort_by(|a, b| b.lag.cmp(&a.lag).then_with(|| by_position(a, b)));
+        all.truncate(LagStatus::MAX_PARTITIONS);
+        all.sort_by(by_position);
+        Self {
+            partitions: all,
+            partition_count,
+            total,
+            dead_letter,
+            missing_topics,
+        }
+    }
 }
 
 /// The lag figures a reconcile works with.
@@ -100,13 +141,15 @@ pub enum LagObservation {
         snapshot: LagSnapshot,
         read_at: Timestamp,
     },
-    /// The last attempt failed; `message` says why.
+    /// The last read failed; `message` says why.
     Failed { message: String, at: Timestamp },
-    /// Not attempted (the reconcile stopped before it).
+    /// The first read of this target is still running: nothing to report yet.
+    Pending,
+    /// Not asked for (the reconcile stopped before it).
     NotProbed,
 }
 
-/// Why a probe failed. Displayed with its source chain in the `KafkaReachable` condition.
+/// Why a read failed. Displayed with its source chain in the `KafkaReachable` condition.
 #[derive(Debug, thiserror::Error)]
 pub enum LagError {
     #[error("creating a Kafka client")]
@@ -125,16 +168,31 @@ pub enum LagError {
         #[source]
         source: KafkaError,
     },
-    #[error("reading watermarks of {topic}/{partition}")]
+    #[error("reading the watermarks of {partitions} partitions")]
     Watermarks {
+        partitions: usize,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("reading the watermark of {topic}/{partition}")]
+    Partition {
         topic: String,
         partition: i32,
         #[source]
         source: KafkaError,
     },
-    #[error("probe did not finish within {0:?}")]
+    #[error("the broker did not report a watermark of {topic}/{partition}")]
+    NoWatermark { topic: String, partition: i32 },
+    #[error("the read did not finish within {0:?}")]
     Timeout(Duration),
-    #[error("probe task failed")]
+    #[error("the read's deadline passed before its last request")]
+    DeadlinePassed,
+    #[error(
+        "no read slot for this cluster within {deadline:?}: {running} reads of other resources on \
+         it are still running (the cluster is slow or unreachable)"
+    )]
+    NoSlot { deadline: Duration, running: usize },
+    #[error("the read task failed")]
     Task,
 }
 
@@ -154,174 +212,84 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// Something that reads lag; Kafka in production, a stub in the mocked-API tests.
+/// Something that reads lag: Kafka in production, a stub in the mocked-API tests. Only the
+/// [`LagReader`] calls it.
 pub trait LagSource: Send + Sync + 'static {
-    fn probe(
+    /// Reads the figures of `target`, giving up at `deadline`.
+    fn read(
         &self,
         target: LagTarget,
         credentials: Credentials,
+        deadline: std::time::Instant,
     ) -> BoxFuture<'static, Result<LagSnapshot, LagError>>;
-}
-
-/// Hash of everything a probe depends on: a change means the memoized figures are void.
-fn probe_fingerprint(t: &LagTarget, c: &Credentials) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(connection_key(t, c));
-    for topic in t
-        .topics
-        .iter()
-        .chain([&String::new()])
-        .chain(&t.dead_letter_topics)
-    {
-        h.update((topic.len() as u64).to_le_bytes());
-        h.update(topic.as_bytes());
-    }
-    h.finalize().into()
-}
-
-/// The last lag observation of each resource, refreshed at most once per interval.
-pub struct LagReadings {
-    source: Arc<dyn LagSource>,
-    refresh: Duration,
-    metrics: Arc<Metrics>,
-    memo: Mutex<HashMap<String, Memo>>,
-}
-
-struct Memo {
-    fingerprint: [u8; 32],
-    at: Instant,
-    observation: LagObservation,
-}
-
-impl LagReadings {
-    pub fn new(source: Arc<dyn LagSource>, refresh: Duration, metrics: Arc<Metrics>) -> Self {
-        Self {
-            source,
-            refresh,
-            metrics,
-            memo: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The lag of resource `key` (namespace/name/uid): memoized when read less than ~one
-    /// refresh interval ago for the same target, else probed now.
-    pub async fn observe(
-        &self,
-        key: &str,
-        target: LagTarget,
-        credentials: Credentials,
-    ) -> LagObservation {
-        let fingerprint = probe_fingerprint(&target, &credentials);
-        // 90%: the periodic requeue fires one interval after the reconcile *ended*, so it
-        // always refreshes, while watch-triggered reconciles in between reuse the figures.
-        let fresh_for = self.refresh.mul_f64(0.9);
-        let mut failing_already = false;
-        if let Ok(memo) = self.memo.lock()
-            && let Some(m) = memo.get(key)
-        {
-            if m.fingerprint == fingerprint && m.at.elapsed() < fresh_for {
-                return m.observation.clone();
-            }
-            failing_already = matches!(m.observation, LagObservation::Failed { .. });
-        }
-
-        let started = Instant::now();
-        let result = self.source.probe(target, credentials).await;
-        self.metrics
-            .lag_probe_duration
-            .observe(started.elapsed().as_secs_f64());
-        let now = crate::now_seconds();
-        let observation = match result {
-            Ok(snapshot) => LagObservation::Fresh {
-                snapshot,
-                read_at: now,
-            },
-            Err(e) => {
-                self.metrics.lag_probe_failures.inc();
-                let message = error_chain(&e);
-                if failing_already {
-                    debug!(resource = key, error = %message, "Still cannot read lag from Kafka");
-                } else {
-                    warn!(resource = key, error = %message, "Could not read lag from Kafka");
-                }
-                LagObservation::Failed { message, at: now }
-            }
-        };
-        if let Ok(mut memo) = self.memo.lock() {
-            let forget_after = self.refresh * 10;
-            memo.retain(|_, m| m.at.elapsed() < forget_after);
-            memo.insert(
-                key.to_owned(),
-                Memo {
-                    fingerprint,
-                    at: Instant::now(),
-                    observation: observation.clone(),
-                },
-            );
-        }
-        observation
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::FutureExt;
-    use kcp_crds::config::SecurityProtocol;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use kube::CustomResourceExt;
 
-    struct Counting(AtomicUsize);
-
-    impl LagSource for Arc<Counting> {
-        fn probe(
-            &self,
-            _: LagTarget,
-            _: Credentials,
-        ) -> BoxFuture<'static, Result<LagSnapshot, LagError>> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            async {
-                Ok(LagSnapshot {
-                    partitions: vec![],
-                    total: 0,
-                    dead_letter: DeadLetterStatus::default(),
-                    missing_topics: vec![],
-                })
-            }
-            .boxed()
+    fn partition(topic: &str, partition: i32, lag: i64) -> PartitionLag {
+        PartitionLag {
+            topic: topic.into(),
+            partition,
+            committed_offset: None,
+            high_watermark: lag,
+            lag,
         }
     }
 
-    fn target(topics: &[&str]) -> LagTarget {
-        LagTarget {
-            bootstrap_servers: "k:9092".into(),
+    #[test]
+    fn a_snapshot_totals_every_partition_and_lists_the_most_lagging() {
+        let mut all: Vec<PartitionLag> = (0..99).map(|p| partition("a", p, 1)).collect();
+        all.push(partition("a", 99, 0));
+        all.push(partition("b", 7, 50));
+        all.reverse();
+        let s = LagSnapshot::new(all, DeadLetterStatus::default(), vec![]);
+        assert_eq!(s.total, 99 + 50);
+        assert_eq!(s.partition_count, 101);
+        let listed: Vec<_> = s
+            .partitions
+            .iter()
+            .map(|p| (p.topic.as_str(), p.partition))
+            .collect();
+        // The 50 of b/7, then the lowest-numbered of the partitions tied at 1, by position.
+        let mut expected: Vec<_> = (0..19).map(|p| ("a", p)).collect();
+        expected.push(("b", 7));
+        assert_eq!(listed, expected);
+
+        let small = LagSnapshot::new(
+            vec![partition("t", 1, 0), partition("t", 0, 3)],
+            DeadLetterStatus::default(),
+            vec![],
+        );
+        let listed: Vec<_> = small.partitions.iter().map(|p| p.partition).collect();
+        assert_eq!(listed, [0, 1], "few partitions: all listed, by partition");
+    }
+
+    #[test]
+    fn the_bound_is_the_schemas_max_items() {
+        let crd = serde_json::to_value(kcp_crds::KafkaConsumerProxy::crd()).expect("serializes");
+        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"];
+        assert_eq!(
+            status["lag"]["properties"]["partitions"]["maxItems"],
+            serde_json::json!(LagStatus::MAX_PARTITIONS)
+        );
+    }
+
+    #[test]
+    fn a_cluster_is_its_set_of_bootstrap_servers() {
+        let t = |servers: &str| LagTarget {
+            bootstrap_servers: servers.into(),
             group_id: "g".into(),
-            topics: topics.iter().map(|t| t.to_string()).collect(),
+            topics: vec![],
             dead_letter_topics: vec![],
             protocol: SecurityProtocol::Plaintext,
             sasl_mechanism: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn readings_are_memoized_per_resource_until_the_target_changes() {
-        let counting = Arc::new(Counting(AtomicUsize::new(0)));
-        let readings = LagReadings::new(
-            Arc::new(counting.clone()),
-            Duration::from_secs(3600),
-            Arc::new(Metrics::default()),
-        );
-        let creds = Credentials::default();
-        readings.observe("a", target(&["t"]), creds.clone()).await;
-        readings.observe("a", target(&["t"]), creds.clone()).await;
-        assert_eq!(counting.0.load(Ordering::SeqCst), 1, "second read memoized");
-        readings.observe("b", target(&["t"]), creds.clone()).await;
-        assert_eq!(counting.0.load(Ordering::SeqCst), 2, "per resource");
-        readings.observe("a", target(&["t", "u"]), creds).await;
-        assert_eq!(
-            counting.0.load(Ordering::SeqCst),
-            3,
-            "new topics, new probe"
-        );
+        };
+        assert_eq!(t("B:9092, a:9092").cluster(), t("a:9092,b:9092").cluster());
+        assert_ne!(t("a:9092").cluster(), t("a:9093").cluster());
     }
 
     #[test]

@@ -31,10 +31,14 @@ pub struct Metrics {
     pub reconcile_failures: Family<CategoryLabel, Counter>,
     /// Reconcile duration.
     pub reconcile_duration: Histogram,
-    /// Duration of lag probes against Kafka.
+    /// Duration of lag reads, from asked for to done (waiting for a slot included).
     pub lag_probe_duration: Histogram,
     /// Lag probes that failed (Kafka unreachable, timeout, auth).
     pub lag_probe_failures: Counter,
+    /// Lag reads waiting for a slot of their cluster.
+    pub lag_reads_waiting: Gauge,
+    /// Lag reads holding a slot of their cluster (talking to Kafka).
+    pub lag_reads_running: Gauge,
     /// Writes sent to the API server by reconciles, by resource. A no-op reconcile adds zero.
     /// Lease renewals are not here (see `lease_writes`), so the sum is reconcile work only.
     pub api_writes: Family<ResourceLabel, Counter>,
@@ -55,6 +59,8 @@ impl Default for Metrics {
             reconcile_duration: Histogram::new(buckets),
             lag_probe_duration: Histogram::new(buckets),
             lag_probe_failures: Counter::default(),
+            lag_reads_waiting: Gauge::default(),
+            lag_reads_running: Gauge::default(),
             api_writes: Family::default(),
             lease_writes: Counter::default(),
             leader: Gauge::default(),
@@ -81,7 +87,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "lag_probe_duration",
-            "Duration of one lag probe against Kafka",
+            "Duration of one lag read of a resource, waiting for a slot of its cluster included",
             Unit::Seconds,
             m.lag_probe_duration.clone(),
         );
@@ -89,6 +95,16 @@ impl Metrics {
             "lag_probe_failures",
             "Lag probes that failed",
             m.lag_probe_failures.clone(),
+        );
+        r.register(
+            "lag_reads_waiting",
+            "Lag reads waiting for one of the read slots of their Kafka cluster",
+            m.lag_reads_waiting.clone(),
+        );
+        r.register(
+            "lag_reads_running",
+            "Lag reads holding a read slot of their Kafka cluster",
+            m.lag_reads_running.clone(),
         );
         r.register(
             "api_writes",
@@ -145,6 +161,8 @@ mod tests {
             "kcp_operator_reconcile_duration_seconds_bucket",
             "kcp_operator_lag_probe_duration_seconds_count",
             "kcp_operator_lag_probe_failures_total",
+            "kcp_operator_lag_reads_waiting",
+            "kcp_operator_lag_reads_running",
             "kcp_operator_api_writes_total{resource=\"deployments\"} 1",
             "kcp_operator_lease_writes_total",
             "kcp_operator_leader",

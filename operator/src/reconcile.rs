@@ -1,5 +1,6 @@
 //! Reconcile: orchestration only. validate → read Secrets and children → build → apply
-//! (ConfigMap, then Deployment) → lag → status. Each step's logic lives in its own module; this
+//! (ConfigMap, then Deployment) → lag (the lag reader's latest figures; never waits for
+//! Kafka) → status. Each step's logic lives in its own module; this
 //! one decides the order and what an error means for the status and the requeue.
 //!
 //! Requeue by error kind (see [`error_policy`]): success resyncs after the lag refresh
@@ -12,6 +13,7 @@ pub mod build;
 pub mod drift;
 pub mod secrets;
 pub mod status;
+pub mod template;
 #[doc(hidden)]
 pub mod testing;
 pub mod validate;
@@ -33,7 +35,7 @@ use tracing::{info, warn};
 
 use crate::{
     Error, ErrorKind,
-    lag::{LagObservation, LagReadings, LagTarget, error_chain},
+    lag::{LagObservation, LagReader, LagTarget, ResourceKey, error_chain},
     metrics::{CategoryLabel, Metrics},
 };
 use build::{BuildOptions, config_map_name, deployment_name, selector_string};
@@ -44,7 +46,8 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub lag: LagReadings,
+    /// The lag reader: reconciles read its cache, never Kafka.
+    pub lag: LagReader,
     pub build: BuildOptions,
     /// Resync period on success; also how often lag is refreshed.
     pub lag_refresh: Duration,
@@ -57,7 +60,7 @@ impl Context {
         client: Client,
         recorder: Recorder,
         metrics: Arc<Metrics>,
-        lag: LagReadings,
+        lag: LagReader,
         build: BuildOptions,
         lag_refresh: Duration,
     ) -> Self {
@@ -209,8 +212,9 @@ async fn converge(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Converged, 
     let credentials =
         secrets::resolve(&ctx.client, &v.namespace, v.spec.kafka.auth.as_ref()).await?;
 
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &v.namespace);
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &v.namespace);
+    // Read and applied as JSON: a typed read would drop pod fields the pinned types lack.
+    let config_maps = apply::child_api::<ConfigMap>(&ctx.client, &v.namespace);
+    let deployments = apply::child_api::<Deployment>(&ctx.client, &v.namespace);
     let cm_name = config_map_name(&v.name);
     let dep_name = deployment_name(&v.name);
     let read_error = |kind, name: &str| {
@@ -244,7 +248,7 @@ async fn converge(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Converged, 
     // config change must be in place before the rollout it triggers starts new pods.
     apply::ensure(
         &config_maps,
-        &children.config_map,
+        &children.config_map_body(),
         observed_cm,
         &ctx.metrics,
         apply::CONFIGMAPS,
@@ -252,12 +256,14 @@ async fn converge(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Converged, 
     .await?;
     let deployment = apply::ensure(
         &deployments,
-        &children.deployment,
+        &children.deployment_body(),
         observed_dep,
         &ctx.metrics,
         apply::DEPLOYMENTS,
     )
-    .await?;
+    .await
+    .map_err(|e| e.naming_template_fields(v.spec.template.as_ref()))?;
+    let deployment: Deployment = apply::typed(&deployment, apply::DEPLOYMENTS)?;
 
     let target = LagTarget {
         bootstrap_servers: v.config.kafka.bootstrap_servers.clone(),
@@ -267,10 +273,10 @@ async fn converge(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Converged, 
         protocol: v.config.kafka.security.protocol,
         sasl_mechanism: v.config.kafka.security.sasl_mechanism,
     };
+    // The latest figures the reader has; never waits for Kafka.
     let lag = ctx
         .lag
-        .observe(&object_key(kcp.meta()), target, credentials)
-        .await;
+        .observe(&ResourceKey::of(kcp.meta()), target, credentials);
     Ok(Converged {
         deployment,
         lag,

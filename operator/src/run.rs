@@ -4,7 +4,8 @@
 //! The controller watches `KafkaConsumerProxy` through `DeserializeGuard`, so an object that
 //! does not parse reaches `reconcile` as an error value (reported, Event) instead of breaking
 //! the watch for every other object; it owns Deployments and ConfigMaps (watched by the
-//! `managed-by` label), so a change or deletion of a child reconciles its owner.
+//! `managed-by` label), so a change or deletion of a child reconciles its owner. The lag reader
+//! runs beside it: a read whose figures changed asks for a reconcile of its resource.
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,6 +20,7 @@ use kube::{
     runtime::{
         Controller, controller,
         events::{Recorder, Reporter},
+        reflector::ObjectRef,
         watcher,
     },
 };
@@ -30,7 +32,7 @@ use crate::{
     FIELD_MANAGER,
     admin::{self, AdminState},
     cli::Args,
-    lag::{KafkaLagSource, LagReadings, ProbeLimits},
+    lag::{KafkaLagSource, KafkaLimits, LagReader, ReadLimits},
     leader::{Elector, Held, LeaseSettings},
     metrics::Metrics,
     reconcile::{self, Context, build::BuildOptions, build::managed_by_selector},
@@ -168,13 +170,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         leadership = Some((stop_tx, hold));
     }
 
-    let total = args.lag_probe_timeout.as_std();
-    let limits = ProbeLimits {
-        total,
-        call_timeout: total.min(Duration::from_secs(5)),
-        ..ProbeLimits::default()
-    };
+    let deadline = args.lag_probe_timeout.as_std();
+    let source = KafkaLagSource::new(KafkaLimits {
+        call_timeout: deadline.min(Duration::from_secs(5)),
+        ..KafkaLimits::default()
+    });
     let lag_refresh = args.lag_refresh_interval.as_std();
+    let (lag_reader, lag_updates) = LagReader::new(
+        Arc::new(source),
+        lag_refresh,
+        ReadLimits {
+            deadline,
+            ..ReadLimits::default()
+        },
+        metrics.clone(),
+    );
     let ctx = Arc::new(Context::new(
         client.clone(),
         Recorder::new(
@@ -185,7 +195,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             },
         ),
         metrics.clone(),
-        LagReadings::new(Arc::new(KafkaLagSource::new(limits)), lag_refresh, metrics),
+        lag_reader,
         BuildOptions {
             default_sidecar_image: args.sidecar_image.clone(),
         },
@@ -217,6 +227,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Controller::new(kcps, watcher::Config::default())
         .owns(deployments, children.clone())
         .owns(config_maps, children)
+        // A lag read that found new figures asks for a reconcile, which writes them.
+        .reconcile_on(lag_updates.map(|key| ObjectRef::new(&key.name).within(&key.namespace)))
         .with_config(
             controller::Config::default()
                 .concurrency(args.concurrency)

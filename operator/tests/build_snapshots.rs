@@ -117,6 +117,20 @@ fn suspended_app() {
     check_snapshot("app-suspended.yaml", &render(spec).1);
 }
 
+/// The apply body keeps pod fields newer than the operator's pinned types (here Kubernetes
+/// 1.34's `hostnameOverride` and `restartPolicyRules`) and typos alike, for the API server to
+/// judge. Rendered from the JSON body, so keys are in alphabetical order.
+#[test]
+fn app_with_pod_fields_the_pinned_types_lack() {
+    let mut spec = port_app_spec();
+    spec["template"]["spec"]["hostnameOverride"] = json!("orders-worker");
+    spec["template"]["spec"]["containers"][0]["restartPolicyRules"] =
+        json!([{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]);
+    let (children, _) = render(spec);
+    let yaml = serde_yaml::to_string(&children.deployment_body()).unwrap();
+    check_snapshot("app-unknown-pod-fields.yaml", &yaml);
+}
+
 #[test]
 fn the_diff_shows_changed_lines() {
     assert_eq!(diff("a\nb\nc\n", "a\nx\nc\n"), "+ x\n- b\n");

@@ -1,184 +1,208 @@
-//! End-to-end against a real cluster (kind, k3d, minikube...): install the CRD, run the
-//! operator in-process for one namespace, apply an example resource, see the Deployment,
-//! ConfigMap and a status with conditions; edit a child by hand and see it put back; delete
-//! the resource and see Kubernetes garbage-collect the children.
+//! End-to-end against a real cluster (kind, k3d, any conformant 1.32+): what only a real API
+//! server shows. The shipped manifests install and re-apply unchanged; the examples are
+//! admitted and the refusal table refused, with the server's own messages; `/scale`, suspend,
+//! children, status and garbage collection work with the operator run in-process; and a
+//! reconcile that changes nothing writes nothing.
 //!
-//! `KUBECONFIG=... cargo test -p kcp-operator --test e2e_cluster -- --ignored --test-threads=1`
+//! Run them all with `.ci/cluster-tests` (see CONTRIBUTING.md), or:
+//! `cargo test -p kcp-operator --test e2e_cluster -- --ignored --test-threads=1`
+//! Each test works in its own namespace `kcp-e2e-*` (see `e2e_support`).
 
 #![allow(clippy::unwrap_used)]
 
-use std::{future::Future, time::Duration};
+mod e2e_support;
 
-use clap::Parser;
-use k8s_openapi::{
-    api::{
-        apps::v1::Deployment,
-        core::v1::{ConfigMap, Namespace},
-    },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
 use kcp_crds::KafkaConsumerProxy;
-use kcp_operator::{cli::Args, run};
 use kube::{
-    Api, Client, CustomResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::wait::{await_condition, conditions},
+    Api,
+    api::{DeleteParams, Patch, PatchParams},
 };
 use serde_json::json;
 
-const MANAGER: &str = "kcp-e2e";
+use e2e_support::{
+    Operator, admission, apply, apply_manifests, client, condition, crd_established,
+    delete_all_kcps, eventually, example, fresh_namespace, install, kubectl, kubectl_ok, no_op,
+    stop_installed_operator,
+};
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    for _ in 0..120 {
-        if let Some(v) = check().await {
-            return v;
+fn deployment_replicas(d: &Deployment) -> Option<i32> {
+    d.spec.as_ref().and_then(|s| s.replicas)
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: set KUBECONFIG"]
+async fn shipped_manifests_install_and_a_second_apply_changes_nothing() {
+    let client = client().await;
+    apply_manifests().await;
+    let again = apply_manifests().await;
+    let changed: Vec<&str> = again
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.ends_with(" unchanged"))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "a second `kubectl apply -k manifests/` changed something:\n{again}"
+    );
+    let diff = kubectl(&["diff", "-k", "manifests/"]).await;
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "`kubectl diff -k manifests/` after an apply:\n{}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    crd_established(&client).await;
+    kubectl_ok(&["get", "kcp", "--all-namespaces"]).await;
+    // The other tests run the operator in-process; the installed one must not fight it.
+    stop_installed_operator(&client).await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: set KUBECONFIG"]
+async fn every_shipped_example_is_admitted() {
+    let namespace = "kcp-e2e-examples";
+    let client = client().await;
+    install(&client).await;
+    fresh_namespace(&client, namespace).await;
+    let examples = admission::examples();
+    assert!(examples.len() >= 4, "examples found: {}", examples.len());
+    let mut refused = Vec::new();
+    for (file, object) in &examples {
+        if let Err(e) = admission::dry_run_create(&client, namespace, object).await {
+            refused.push(format!(
+                "{file} {}/{}: {e}",
+                object["kind"], object["metadata"]["name"]
+            ));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    panic!("timed out waiting for {what}");
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
 }
 
-/// Installs the CRD, creates a fresh namespace and runs the operator on it.
-async fn setup(namespace: &str) -> (Client, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let client = Client::try_default().await.unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = KafkaConsumerProxy::crd();
-    let name = crd.metadata.name.clone().unwrap();
-    crds.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-    let _ = namespaces.create(&PostParams::default(), &ns).await;
-
-    let args = Args::try_parse_from([
-        "kcp-operator",
-        "--namespace",
-        namespace,
-        "--leader-election=false",
-        "--metrics-addr=127.0.0.1:0",
-        "--lag-refresh-interval=5s",
-        "--lag-probe-timeout=3s",
-        "--sidecar-image=ghcr.io/kafka-consumer-proxy/kcp-sidecar:e2e",
-    ])
-    .unwrap();
-    let operator = tokio::spawn(run::run(args));
-    (client, operator)
-}
-
-fn example(namespace: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "kafkaproxy.io/v1alpha1",
-        "kind": "KafkaConsumerProxy",
-        "metadata": {"name": "orders", "namespace": namespace},
-        "spec": {
-            "kafka": {"bootstrapServers": "kafka.invalid:9092", "topics": ["orders"]},
-            "endpoint": {"port": 8080, "path": "/events"},
-            "replicas": 1,
-            "template": {"spec": {"containers": [{
-                "name": "app", "image": "nginxinc/nginx-unprivileged:1.27",
-                "ports": [{"containerPort": 8080}]
-            }]}}
+#[tokio::test]
+#[ignore = "needs a cluster: set KUBECONFIG"]
+async fn bad_resources_are_refused_by_the_api_server_with_their_messages() {
+    let namespace = "kcp-e2e-refusals";
+    let client = client().await;
+    install(&client).await;
+    fresh_namespace(&client, namespace).await;
+    let table = admission::refusals();
+    if let Err(e) = admission::dry_run_create(&client, namespace, &table.good).await {
+        panic!("the table's good resource must be admitted, else every case passes: {e}");
+    }
+    let mut wrong = Vec::new();
+    for case in &table.cases {
+        let object = case.object(&table.good).unwrap();
+        let result = admission::dry_run_create(&client, namespace, &object).await;
+        if let Some(why) = admission::refusal_mismatch(case, &result) {
+            let moved = (case.moved_from.as_deref())
+                .map(|m| format!(" (moved from {m})"))
+                .unwrap_or_default();
+            wrong.push(format!("{}{moved}: {why}", case.name));
         }
-    })
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases in {} are not refused as written:\n{}",
+        wrong.len(),
+        table.cases.len(),
+        admission::REFUSALS,
+        wrong.join("\n")
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: set KUBECONFIG"]
+async fn group_id_cannot_change_after_creation() {
+    let namespace = "kcp-e2e-group-id";
+    let client = client().await;
+    install(&client).await;
+    fresh_namespace(&client, namespace).await;
+    let kcps: Api<KafkaConsumerProxy> = Api::namespaced(client.clone(), namespace);
+    let mut object = example(namespace, "orders", 1);
+    object["spec"]["kafka"]["groupId"] = json!("group-a");
+    apply(&kcps, &object).await;
+    let patch = |group: &str| Patch::Merge(json!({"spec": {"kafka": {"groupId": group}}}));
+    match kcps
+        .patch("orders", &PatchParams::default(), &patch("group-b"))
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert!(
+            s.code == 422 && s.message.contains("groupId is immutable"),
+            "{} {}",
+            s.code,
+            s.message
+        ),
+        other => panic!("changing the groupId must be refused, got {other:?}"),
+    }
+    // The rule is about the groupId only: other fields still change.
+    let scaled = Patch::Merge(json!({"spec": {"replicas": 2}}));
+    kcps.patch("orders", &PatchParams::default(), &scaled)
+        .await
+        .unwrap();
+    delete_all_kcps(&client, namespace).await;
 }
 
 #[tokio::test]
 #[ignore = "needs a cluster: set KUBECONFIG"]
 async fn example_gets_children_status_and_garbage_collection() {
     let namespace = "kcp-e2e-lifecycle";
-    let (client, operator) = setup(namespace).await;
+    let client = client().await;
+    install(&client).await;
+    fresh_namespace(&client, namespace).await;
+    let _operator = Operator::start(namespace, "5s").await;
     let kcps: Api<KafkaConsumerProxy> = Api::namespaced(client.clone(), namespace);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    kcps.patch(
-        "orders",
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(example(namespace)),
-    )
-    .await
-    .unwrap();
+    apply(&kcps, &example(namespace, "orders", 1)).await;
 
     let deployment = eventually("the Deployment", || async {
         deployments.get_opt("orders").await.unwrap()
     })
     .await;
     let containers = deployment.spec.unwrap().template.spec.unwrap().containers;
-    assert_eq!(
-        containers
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>(),
-        ["app", "kcp-sidecar"]
-    );
-    assert!(
-        config_maps
-            .get_opt("orders-kcp-config")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["app", "kcp-sidecar"]);
+    let config = config_maps.get_opt("orders-kcp-config").await.unwrap();
+    assert!(config.is_some(), "the ConfigMap");
 
-    let status = eventually("a status with conditions", || async {
+    let kcp = eventually("a status with every condition", || async {
         let kcp = kcps.get("orders").await.unwrap();
-        kcp.status.filter(|s| {
-            ["Ready", "Reconciling", "Stalled", "KafkaReachable"]
-                .iter()
-                .all(|t| s.conditions.iter().any(|c| c.type_ == *t))
-        })
+        ["Ready", "Reconciling", "Stalled", "KafkaReachable"]
+            .iter()
+            .all(|t| condition(&kcp, t).is_some())
+            .then_some(kcp)
     })
     .await;
+    let status = kcp.status.as_ref().unwrap();
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(
         status.selector.as_deref(),
         Some("kafkaproxy.io/instance=orders")
     );
-    let kafka = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "KafkaReachable")
-        .unwrap();
-    assert_eq!(
-        kafka.reason, "KafkaUnreachable",
-        "the example's brokers do not exist"
-    );
+    let kafka = condition(&kcp, "KafkaReachable").unwrap();
+    assert_eq!(kafka.reason, "KafkaUnreachable", "the brokers do not exist");
 
     // A hand edit of a field the operator owns is put back.
+    let hand_edit = json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 5}});
     deployments
         .patch(
             "orders",
             &PatchParams::apply("someone-else").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "spec": {"replicas": 5}
-            })),
+            &Patch::Apply(hand_edit),
         )
         .await
         .unwrap();
     eventually("replicas put back to 1", || async {
         let d = deployments.get("orders").await.unwrap();
-        (d.spec.and_then(|s| s.replicas) == Some(1)).then_some(())
+        (deployment_replicas(&d) == Some(1)).then_some(())
     })
     .await;
 
     // Deleting the resource lets Kubernetes collect the children (owner references).
-    kcps.delete("orders", &DeleteParams::foreground())
+    kcps.delete("orders", &DeleteParams::background())
         .await
         .unwrap();
     eventually("the children to be garbage-collected", || async {
@@ -191,36 +215,180 @@ async fn example_gets_children_status_and_garbage_collection() {
         gone.then_some(())
     })
     .await;
-    operator.abort();
 }
 
 #[tokio::test]
 #[ignore = "needs a cluster: set KUBECONFIG"]
 async fn a_missing_secret_is_reported_in_the_status() {
     let namespace = "kcp-e2e-secret";
-    let (client, operator) = setup(namespace).await;
+    let client = client().await;
+    install(&client).await;
+    fresh_namespace(&client, namespace).await;
+    let _operator = Operator::start(namespace, "5s").await;
     let kcps: Api<KafkaConsumerProxy> = Api::namespaced(client.clone(), namespace);
-    let mut kcp = example(namespace);
-    kcp["spec"]["kafka"]["auth"] =
+    let mut object = example(namespace, "orders", 1);
+    object["spec"]["kafka"]["auth"] =
         json!({"sasl": {"mechanism": "PLAIN", "secretName": "does-not-exist"}});
-    kcps.patch(
-        "orders",
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(kcp),
-    )
-    .await
-    .unwrap();
-    let ready = eventually("Ready=False SecretNotFound", || async {
+    apply(&kcps, &object).await;
+    let ready = eventually("Ready=False reason=SecretNotFound", || async {
         let kcp = kcps.get("orders").await.unwrap();
-        kcp.status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Ready" && c.reason == "SecretNotFound")
+        condition(&kcp, "Ready").filter(|c| c.reason == "SecretNotFound")
     })
     .await;
     assert_eq!(ready.status, "False");
-    kcps.delete("orders", &DeleteParams::default())
-        .await
-        .unwrap();
-    operator.abort();
+    assert!(
+        ready.message.contains("does-not-exist"),
+        "{}",
+        ready.message
+    );
+    delete_all_kcps(&client, namespace).await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: set KUBECONFIG"]
+async fn kubectl_scale_changes_replicas_and_the_deployment_follows() {
+    let namespace = "kcp-e2e-scale";
+    let client = client().await;
+    install(&client).await;
+    fresh_namespace(&client, namespace).await;
+    let _operator = Operator::start(namespace, "5s").await;
+    let kcps: Api<KafkaConsumerProxy> = Api::namespaced(client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    apply(&kcps, &example(namespace, "orders", 1)).await;
+    eventually("the Deployment with 1 replica", || async {
+        let d = deployments.get_opt("orders").await.unwrap()?;
+        (deployment_replicas(&d) == Some(1)).then_some(())
+    })
+    .await;
+
+    kubectl_ok(&["scale", "kcp/orders", "-n", namespace, "--replicas=3"]).await;
+    assert_eq!(kcps.get("orders").await.unwrap().spec.replicas, 3);
+    eventually("the Deployment to follow to 3 replicas", || async {
+        let d = deployments.get("orders").await.unwrap();
+        (deployment_replicas(&d) == Some(3)).then_some(())
+    })
+    .await;
+    // What `kubectl get --subresource=scale` and a HorizontalPodAutoscaler read. The pods need
+    // not become ready: the Deployment counts them as soon as they exist.
+    let scale = eventually("the scale subresource to report 3 replicas", || async {
+        let scale = kcps.get_scale("orders").await.unwrap();
+        (scale.status.as_ref()?.replicas == 3).then_some(scale)
+    })
+    .await;
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(3));
+    assert_eq!(
+        scale.status.and_then(|s| s.selector).as_deref(),
+        Some("kafkaproxy.io/instance=orders")
+    );
+    delete_all_kcps(&client, namespace).await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: set KUBECONFIG"]
+async fn suspend_scales_to_zero_and_reports_ready_suspended() {
+    let namespace = "kcp-e2e-suspend";
+    let client = client().await;
+    install(&client).await;
+    fresh_namespace(&client, namespace).await;
+    let _operator = Operator::start(namespace, "5s").await;
+    let kcps: Api<KafkaConsumerProxy> = Api::namespaced(client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let mut object = example(namespace, "orders", 1);
+    apply(&kcps, &object).await;
+    eventually("the Deployment with 1 replica", || async {
+        let d = deployments.get_opt("orders").await.unwrap()?;
+        (deployment_replicas(&d) == Some(1)).then_some(())
+    })
+    .await;
+
+    object["spec"]["suspend"] = json!(true);
+    let generation = apply(&kcps, &object).await.metadata.generation;
+    eventually("the Deployment scaled to 0", || async {
+        let d = deployments.get("orders").await.unwrap();
+        (deployment_replicas(&d) == Some(0)).then_some(())
+    })
+    .await;
+    let (kcp, ready) = eventually("Ready=True reason=Suspended", || async {
+        let kcp = kcps.get("orders").await.unwrap();
+        let ready = condition(&kcp, "Ready").filter(|c| c.reason == "Suspended")?;
+        Some((kcp, ready))
+    })
+    .await;
+    assert_eq!(ready.status, "True");
+    assert!(ready.message.contains("suspended"), "{}", ready.message);
+    let status = kcp.status.unwrap();
+    assert_eq!(status.observed_generation, generation);
+    assert_eq!(status.replicas, Some(0));
+
+    object["spec"]["suspend"] = json!(false);
+    apply(&kcps, &object).await;
+    eventually("the Deployment back to 1 replica", || async {
+        let d = deployments.get("orders").await.unwrap();
+        (deployment_replicas(&d) == Some(1)).then_some(())
+    })
+    .await;
+    delete_all_kcps(&client, namespace).await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: set KUBECONFIG"]
+async fn reconciles_without_a_change_write_nothing() {
+    let namespace = "kcp-e2e-noop";
+    let client = client().await;
+    install(&client).await;
+    fresh_namespace(&client, namespace).await;
+    no_op::assert_reconciles_write_nothing(&client, namespace, example(namespace, "orders", 0))
+        .await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: set KUBECONFIG"]
+async fn zero_values_the_api_server_drops_cause_no_rewrites() {
+    let namespace = "kcp-e2e-zero-values";
+    let client = client().await;
+    install(&client).await;
+    fresh_namespace(&client, namespace).await;
+    let mut object = example(namespace, "orders", 0);
+    object["spec"]["template"] = json!({"spec": {
+        "volumes": [{"name": "scratch", "emptyDir": {}}],
+        "containers": [{
+            "name": "app",
+            "image": "nginxinc/nginx-unprivileged:1.27",
+            "ports": [{"containerPort": 8080}],
+            "env": [],
+            "volumeMounts": [{"name": "scratch", "mountPath": "/scratch", "readOnly": false}],
+            "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "initialDelaySeconds": 0},
+            "resources": {"limits": {"cpu": "1000m"}}
+        }]
+    }});
+    no_op::assert_reconciles_write_nothing(&client, namespace, object).await;
+}
+
+/// Every namespace a test uses is the one CONTRIBUTING.md names and `.ci/cluster-tests`
+/// cleans up.
+#[test]
+fn every_test_namespace_is_documented_and_cleaned_up() {
+    let read = |file: &str| std::fs::read_to_string(e2e_support::repo().join(file)).unwrap();
+    let source = read("operator/tests/e2e_cluster.rs");
+    let used: BTreeSet<&str> = source
+        .split('"')
+        .filter(|s| {
+            s.strip_prefix("kcp-e2e-").is_some_and(|rest| {
+                !rest.is_empty() && rest.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            })
+        })
+        .collect();
+    assert!(used.len() >= 9, "namespaces found: {used:?}");
+    let script = read(".ci/cluster-tests");
+    let guide = read("CONTRIBUTING.md");
+    for ns in used {
+        assert!(
+            script.contains(ns),
+            ".ci/cluster-tests does not delete {ns}"
+        );
+        assert!(
+            guide.contains(&format!("`{ns}`")),
+            "CONTRIBUTING.md does not name {ns}"
+        );
+    }
 }

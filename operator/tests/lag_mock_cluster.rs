@@ -1,16 +1,20 @@
 //! Lag and dead-letter counts read from librdkafka's mock cluster (in-process brokers on
 //! 127.0.0.1): figures per partition and in total, a missing dead-letter topic, a cluster that
-//! goes down, a bootstrap address nobody listens on.
+//! goes down, a bootstrap address nobody listens on, a topic of 2,000 partitions.
 
 #![allow(clippy::unwrap_used)]
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use kcp_crds::config::SecurityProtocol;
+use futures::StreamExt;
+use kcp_crds::{config::SecurityProtocol, v1alpha1::LagStatus};
 use kcp_operator::{
     lag::{
-        Credentials, KafkaLagSource, LagError, LagObservation, LagReadings, LagSource, LagTarget,
-        ProbeLimits, error_chain,
+        Credentials, KafkaLagSource, KafkaLimits, LagError, LagObservation, LagReader, LagSnapshot,
+        LagSource, LagTarget, ReadLimits, ResourceKey, error_chain,
     },
     metrics::Metrics,
     reconcile::status,
@@ -69,13 +73,25 @@ fn target(bootstrap: String, topics: &[&str], dlq: &[&str]) -> LagTarget {
     }
 }
 
-fn fast_limits() -> ProbeLimits {
-    ProbeLimits {
+fn fast_limits() -> KafkaLimits {
+    KafkaLimits {
         call_timeout: Duration::from_secs(2),
-        total: Duration::from_secs(4),
-        ..ProbeLimits::default()
+        ..KafkaLimits::default()
     }
 }
+
+/// One read of `target` by `source`, within `deadline` from now.
+async fn read(
+    source: &KafkaLagSource,
+    target: LagTarget,
+    deadline: Duration,
+) -> Result<LagSnapshot, LagError> {
+    source
+        .read(target, Credentials::default(), Instant::now() + deadline)
+        .await
+}
+
+const DEADLINE: Duration = Duration::from_secs(4);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_per_partition_total_and_dead_letter_count() {
@@ -91,13 +107,8 @@ async fn lag_per_partition_total_and_dead_letter_count() {
     commit(&bootstrap, "someone-else", "orders", &[(2, 4)]);
 
     let source = KafkaLagSource::new(fast_limits());
-    let snap = source
-        .probe(
-            target(bootstrap.clone(), &["orders"], &["orders-dlq"]),
-            Credentials::default(),
-        )
-        .await
-        .unwrap();
+    let orders = || target(bootstrap.clone(), &["orders"], &["orders-dlq"]);
+    let snap = read(&source, orders(), DEADLINE).await.unwrap();
 
     let rows: Vec<_> = snap
         .partitions
@@ -109,24 +120,36 @@ async fn lag_per_partition_total_and_dead_letter_count() {
         vec![(0, Some(6), 10, 4), (1, Some(7), 7, 0), (2, None, 4, 4)]
     );
     assert_eq!(snap.total, 8);
+    assert_eq!(snap.partition_count, 3);
     assert_eq!(snap.dead_letter.count, 3);
     assert_eq!(snap.dead_letter.topics, vec!["orders-dlq".to_string()]);
     assert!(snap.missing_topics.is_empty());
 
-    // The group commits more; the cached client reads the new figures.
+    // The group commits more; the cached clients read the new figures.
     commit(&bootstrap, "shop.orders", "orders", &[(0, 10), (2, 1)]);
-    let snap = source
-        .probe(
-            target(bootstrap, &["orders"], &["orders-dlq"]),
-            Credentials::default(),
-        )
-        .await
-        .unwrap();
+    let snap = read(&source, orders(), DEADLINE).await.unwrap();
     assert_eq!(snap.total, 3);
     assert_eq!(
         source.cached_clients(),
-        1,
-        "one client reused across probes"
+        2,
+        "the cluster client and the group's offsets client, reused"
+    );
+
+    // Another group on the same cluster shares the cluster client.
+    let other = LagTarget {
+        group_id: "someone-else".into(),
+        ..orders()
+    };
+    let snap = read(&source, other, DEADLINE).await.unwrap();
+    assert_eq!(
+        snap.total,
+        10 + 7,
+        "no commit on 0 and 1 (high - low); its commit at 4 on partition 2 (no lag)"
+    );
+    assert_eq!(
+        source.cached_clients(),
+        3,
+        "one more offsets client, no cluster client"
     );
 }
 
@@ -136,17 +159,17 @@ async fn missing_topics_count_zero_and_are_named() {
     let bootstrap = mock.bootstrap_servers();
     mock.create_topic("orders", 1, 1).unwrap();
     produce(&bootstrap, "orders", &[5]);
-    let snap = KafkaLagSource::new(fast_limits())
-        .probe(
-            target(
-                bootstrap,
-                &["orders", "payments"],
-                &["orders-dlq", "payments-dlq"],
-            ),
-            Credentials::default(),
-        )
-        .await
-        .unwrap();
+    let snap = read(
+        &KafkaLagSource::new(fast_limits()),
+        target(
+            bootstrap,
+            &["orders", "payments"],
+            &["orders-dlq", "payments-dlq"],
+        ),
+        DEADLINE,
+    )
+    .await
+    .unwrap();
     assert_eq!(snap.total, 5, "no committed offset: high - low");
     assert_eq!(snap.dead_letter.count, 0);
     assert_eq!(snap.missing_topics, vec!["payments".to_string()]);
@@ -158,40 +181,31 @@ async fn a_cluster_that_goes_down_gives_an_error_not_a_hang_or_panic() {
     let bootstrap = mock.bootstrap_servers();
     mock.create_topic("orders", 1, 1).unwrap();
     let source = KafkaLagSource::new(fast_limits());
-    source
-        .probe(
-            target(bootstrap.clone(), &["orders"], &[]),
-            Credentials::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(source.cached_clients(), 1);
+    let orders = || target(bootstrap.clone(), &["orders"], &[]);
+    read(&source, orders(), DEADLINE).await.unwrap();
+    assert_eq!(source.cached_clients(), 2);
 
     mock.broker_down(-1).unwrap();
-    let started = std::time::Instant::now();
-    let err = source
-        .probe(target(bootstrap, &["orders"], &[]), Credentials::default())
-        .await
-        .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "bounded by the probe limits"
-    );
+    let err = read(&source, orders(), DEADLINE).await.unwrap_err();
     assert!(
         matches!(
             err,
             LagError::Metadata { .. }
                 | LagError::Committed { .. }
                 | LagError::Watermarks { .. }
-                | LagError::Timeout(_)
+                | LagError::DeadlinePassed
         ),
         "{err:?}"
     );
     assert!(!error_chain(&err).is_empty());
-    assert_eq!(source.cached_clients(), 0, "a failed client is dropped");
+    assert_eq!(
+        source.cached_clients(),
+        0,
+        "a failed read's clients are dropped"
+    );
 }
 
-/// A real probe failure, through `LagReadings` and `status::compute`: the last figures are
+/// A real read failure, through `LagReader` and `status::compute`: the last figures are
 /// kept, marked stale, and `KafkaReachable` turns False with reason `KafkaUnreachable`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_cluster_marks_lag_stale_in_the_status() {
@@ -200,9 +214,13 @@ async fn an_unreachable_cluster_marks_lag_stale_in_the_status() {
     mock.create_topic("orders", 1, 1).unwrap();
     produce(&bootstrap, "orders", &[4]);
     let metrics = Arc::new(Metrics::default());
-    let readings = LagReadings::new(
+    let (reader, mut updates) = LagReader::new(
         Arc::new(KafkaLagSource::new(fast_limits())),
         Duration::ZERO,
+        ReadLimits {
+            deadline: DEADLINE,
+            ..ReadLimits::default()
+        },
         metrics.clone(),
     );
     let compute = |lag: &LagObservation, previous| {
@@ -216,20 +234,31 @@ async fn an_unreachable_cluster_marks_lag_stale_in_the_status() {
             now: kcp_operator::now_seconds(),
         })
     };
-    let target = || target(bootstrap.clone(), &["orders"], &[]);
-    let up = readings
-        .observe("shop/orders/uid", target(), Credentials::default())
-        .await;
-    let before = compute(&up, None);
+    let key = ResourceKey {
+        namespace: "shop".into(),
+        name: "orders".into(),
+        uid: "uid".into(),
+    };
+    let observe = || {
+        reader.observe(
+            &key,
+            target(bootstrap.clone(), &["orders"], &[]),
+            Credentials::default(),
+        )
+    };
+    assert_eq!(observe(), LagObservation::Pending);
+    assert_eq!(updates.next().await.as_ref(), Some(&key));
+    let before = compute(&observe(), None);
     assert_eq!(
         before.lag.as_ref().map(|l| (l.total, l.stale)),
         Some((4, false))
     );
 
     mock.broker_down(-1).unwrap();
-    let down = readings
-        .observe("shop/orders/uid", target(), Credentials::default())
-        .await;
+    reader.idle().await;
+    observe();
+    assert_eq!(updates.next().await.as_ref(), Some(&key), "figures changed");
+    let down = observe();
     assert!(matches!(down, LagObservation::Failed { .. }), "{down:?}");
     let after = compute(&down, Some(&before));
     assert_eq!(
@@ -256,13 +285,81 @@ async fn a_closed_port_gives_an_error() {
         .local_addr()
         .unwrap()
         .port();
-    let err = KafkaLagSource::new(fast_limits())
-        .probe(
-            target(format!("127.0.0.1:{port}"), &["orders"], &[]),
-            Credentials::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = read(
+        &KafkaLagSource::new(fast_limits()),
+        target(format!("127.0.0.1:{port}"), &["orders"], &[]),
+        DEADLINE,
+    )
+    .await
+    .unwrap_err();
     let message = error_chain(&err);
     assert!(message.contains("orders"), "names what it tried: {message}");
+}
+
+/// Records in partition `p` of the 2,000-partition topic: 0–3, and 30–54 in 25 of them.
+fn records_in(p: i32) -> usize {
+    if p % 80 == 7 {
+        30 + usize::try_from(p / 80).unwrap()
+    } else {
+        usize::try_from(p % 4).unwrap()
+    }
+}
+
+/// The group's committed offset in partition `p`, on every third partition.
+fn committed_in(p: i32) -> Option<i64> {
+    (p % 3 == 0).then(|| i64::try_from(records_in(p) / 2).unwrap())
+}
+
+/// Watermarks are read in a few batched requests: a topic of 2,000 partitions on a broker
+/// 10 ms away is read within the production deadline (15 s), where one request per partition
+/// ran out of time. The list is bounded; the totals cover every partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_partitions_are_read_whole_and_listed_bounded() {
+    let mock = MockCluster::new(1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("clicks", 2000, 1).unwrap();
+    let records: Vec<usize> = (0..2000).map(records_in).collect();
+    produce(&bootstrap, "clicks", &records);
+    let commits: Vec<(i32, i64)> = (0..2000)
+        .filter_map(|p| committed_in(p).map(|c| (p, c)))
+        .collect();
+    commit(&bootstrap, "shop.orders", "clicks", &commits);
+    let lag_of = |p: i32| i64::try_from(records_in(p)).unwrap() - committed_in(p).unwrap_or(0);
+    let expected_total: i64 = (0..2000).map(lag_of).sum();
+    // The 20 most lagging: the 25 heavy partitions have distinct lags of 15 and more.
+    let mut by_lag: Vec<i32> = (0..2000).collect();
+    by_lag.sort_by_key(|p| (-lag_of(*p), *p));
+    let mut expected_listed: Vec<(i32, i64)> =
+        by_lag[..20].iter().map(|p| (*p, lag_of(*p))).collect();
+    expected_listed.sort_unstable();
+    // A broker 10 ms away (another region): one request per partition cannot finish in time.
+    mock.broker_round_trip_time(-1, Duration::from_millis(10))
+        .unwrap();
+
+    let snap = read(
+        &KafkaLagSource::new(KafkaLimits::default()),
+        target(bootstrap, &["clicks"], &[]),
+        ReadLimits::default().deadline,
+    )
+    .await
+    .unwrap();
+    assert_eq!(snap.total, expected_total);
+    assert_eq!(snap.partition_count, 2000);
+    assert_eq!(snap.partitions.len(), LagStatus::MAX_PARTITIONS);
+    let listed: Vec<(i32, i64)> = snap
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.lag))
+        .collect();
+    assert_eq!(listed, expected_listed, "the most lagging, by partition");
+    let heavy = snap
+        .partitions
+        .iter()
+        .find(|p| p.partition == 1927)
+        .unwrap();
+    assert_eq!(
+        (heavy.committed_offset, heavy.high_watermark),
+        (None, 54),
+        "1927 = 24 × 80 + 7: 54 records, no commit"
+    );
 }

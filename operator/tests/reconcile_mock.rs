@@ -134,7 +134,7 @@ async fn first_reconcile_applies_configmap_then_deployment_then_status() {
     let lag = StubLag::new(42);
     let (ctx, metrics) = context(&fake, &lag, REFRESH);
 
-    let action = reconcile(current(&fake), ctx).await.unwrap();
+    let action = reconcile(current(&fake), ctx.clone()).await.unwrap();
     assert_eq!(action, Action::requeue(REFRESH));
 
     let calls = fake.take_calls();
@@ -175,8 +175,11 @@ async fn first_reconcile_applies_configmap_then_deployment_then_status() {
     let status_body = calls.last().unwrap().body.clone().unwrap();
     assert_eq!(status_body["kind"], "KafkaConsumerProxy");
     assert_eq!(status_body["apiVersion"], "kafkaproxy.io/v1alpha1");
-    assert_eq!(status_body["status"]["lag"]["total"], 42);
-    assert_eq!(status_body["status"]["deadLetter"]["count"], 3);
+    assert_eq!(
+        status_body["status"].get("lag"),
+        None,
+        "the reconcile did not wait for the lag read it asked for"
+    );
     assert_eq!(
         status_body["status"]["selector"],
         "kafkaproxy.io/instance=orders"
@@ -190,20 +193,38 @@ async fn first_reconcile_applies_configmap_then_deployment_then_status() {
         ("True".into(), "DeploymentProgressing".into())
     );
 
-    // The sidecar gets credentials by reference; the probe got the values in memory.
+    // The sidecar gets credentials by reference; the lag reader gets the values in memory.
     let deployment = fake.get(DEPLOYMENT_PATH).unwrap();
     let env = &deployment["spec"]["template"]["spec"]["containers"][1]["env"];
     assert_eq!(env[2]["valueFrom"]["secretKeyRef"]["name"], "kafka-user");
     assert_no_secret_value_sent(&calls);
-    let probes = lag.probes.lock().unwrap();
+    assert_all_in_api_calls_table(&calls);
+
+    // The read ended; the reconcile it asks for writes the figures, and only them.
+    ctx.lag.idle().await;
+    let probes = lag.probes.lock().unwrap().clone();
     assert_eq!(probes[0].1.sasl, Some((USERNAME.into(), PASSWORD.into())));
     assert_eq!(probes[0].1.tls_ca.as_deref(), Some(CA_PEM));
     assert_eq!(probes[0].0.group_id, "shop.orders");
-
-    assert_all_in_api_calls_table(&calls);
+    reconcile(current(&fake), ctx).await.unwrap();
+    let calls = fake.take_calls();
+    assert_eq!(writes(&calls), vec![patch(&status_path())]);
+    let status_body = calls.last().unwrap().body.clone().unwrap();
+    assert_eq!(status_body["status"]["lag"]["total"], 42);
+    assert_eq!(status_body["status"]["lag"]["partitionCount"], 1);
+    assert_eq!(status_body["status"]["deadLetter"]["count"], 3);
+    assert_eq!(
+        condition(&fake, "KafkaReachable"),
+        ("True".into(), "KafkaReachable".into())
+    );
+    assert_eq!(
+        lag.probes.lock().unwrap().len(),
+        1,
+        "read once per interval"
+    );
     assert_eq!(metrics.api_writes_to("configmaps"), 1);
     assert_eq!(metrics.api_writes_to("deployments"), 1);
-    assert_eq!(metrics.api_writes_to("kafkaconsumerproxies/status"), 1);
+    assert_eq!(metrics.api_writes_to("kafkaconsumerproxies/status"), 2);
 }
 
 #[tokio::test]
@@ -216,34 +237,42 @@ async fn a_reconcile_that_changes_nothing_writes_nothing() {
     let lag = StubLag::new(5);
     let (ctx, metrics) = context(&fake, &lag, Duration::ZERO);
 
+    // Each reconcile asks for a read (refresh zero) and sees the one the previous asked for.
     reconcile(current(&fake), ctx.clone()).await.unwrap();
+    ctx.lag.idle().await;
     assert_eq!(writes(&fake.take_calls()).len(), 3);
 
-    // Pods come up: only the status changes.
+    // Pods come up, and the first figures are in: one status write.
     fake.mark_deployment_available(DEPLOYMENT_PATH);
     reconcile(current(&fake), ctx.clone()).await.unwrap();
+    ctx.lag.idle().await;
     assert_eq!(writes(&fake.take_calls()), vec![patch(&status_path())]);
     assert_eq!(
         condition(&fake, "Ready"),
         ("True".into(), "Available".into())
     );
+    assert_eq!(fake.get(KCP_PATH).unwrap()["status"]["lag"]["total"], 5);
 
-    // Nothing changed (lag probed again, same figures): reads only.
+    // Nothing changed (lag read again, same figures): reads only.
     reconcile(current(&fake), ctx.clone()).await.unwrap();
+    ctx.lag.idle().await;
     let calls = fake.take_calls();
     assert_eq!(writes(&calls), vec![], "no-op reconcile must not write");
     assert_eq!(calls.len(), 2, "reads: ConfigMap and Deployment");
     assert_eq!(
         lag.probes.lock().unwrap().len(),
         3,
-        "lag was probed each time"
+        "lag was read each time"
     );
     assert_eq!(metrics.api_writes_to("configmaps"), 1);
     assert_eq!(metrics.api_writes_to("deployments"), 1);
     assert_eq!(metrics.api_writes_to("kafkaconsumerproxies/status"), 2);
 
-    // Lag moves: one status write.
+    // Lag moves: the next read finds it, and the reconcile after it writes it.
     *lag.result.lock().unwrap() = Ok(snapshot(9));
+    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    ctx.lag.idle().await;
+    assert_eq!(writes(&fake.take_calls()), vec![]);
     reconcile(current(&fake), ctx).await.unwrap();
     assert_eq!(writes(&fake.take_calls()), vec![patch(&status_path())]);
     assert_eq!(fake.get(KCP_PATH).unwrap()["status"]["lag"]["total"], 9);
@@ -255,7 +284,7 @@ async fn hand_edits_to_children_are_put_back() {
     fake.put(KCP_PATH, kcp_json(port_app_spec()));
     let lag = StubLag::new(0);
     let (ctx, _) = context(&fake, &lag, REFRESH);
-    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    reconcile_and_read_lag(&fake, &ctx).await.unwrap();
     fake.take_calls();
 
     fake.edit(DEPLOYMENT_PATH, |d| {
@@ -285,7 +314,7 @@ async fn a_spec_change_reapplies_both_children_and_rolls_the_pods() {
     fake.put(KCP_PATH, kcp_json(port_app_spec()));
     let lag = StubLag::new(0);
     let (ctx, _) = context(&fake, &lag, REFRESH);
-    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    reconcile_and_read_lag(&fake, &ctx).await.unwrap();
     let hash = |fake: &FakeApi| {
         fake.get(DEPLOYMENT_PATH).unwrap()["spec"]["template"]["metadata"]["annotations"]
             ["kafkaproxy.io/config-hash"]
@@ -464,7 +493,7 @@ async fn kafka_unreachable_is_a_condition_not_a_failed_reconcile() {
     let lag = StubLag::new(0);
     *lag.result.lock().unwrap() = Err("down".into());
     let (ctx, metrics) = context(&fake, &lag, REFRESH);
-    let action = reconcile(current(&fake), ctx).await.unwrap();
+    let action = reconcile_and_read_lag(&fake, &ctx).await.unwrap();
     assert_eq!(action, Action::requeue(REFRESH));
     assert_eq!(
         condition(&fake, "KafkaReachable"),
@@ -540,4 +569,109 @@ async fn startup_without_the_crd_explains_how_to_install_it() {
     let calls = fake.take_calls();
     assert_eq!(calls[0].query.get("limit").map(String::as_str), Some("1"));
     assert_all_in_api_calls_table(&calls);
+}
+
+#[tokio::test]
+async fn a_typo_in_the_template_is_invalid_spec_naming_its_path() {
+    let fake = FakeApi::new();
+    fake.undeclare("imagePullPolcy");
+    let mut spec = port_app_spec();
+    spec["template"]["spec"]["containers"][0]["imagePullPolcy"] = json!("Always");
+    fake.put(KCP_PATH, kcp_json(spec));
+    let (ctx, _) = context(&fake, &StubLag::new(0), REFRESH);
+
+    let obj = current(&fake);
+    let err = reconcile(obj.clone(), ctx.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::Rejected { .. }), "{err:?}");
+    assert_eq!(
+        error_policy(obj, &err, ctx.clone()),
+        Action::await_change(),
+        "waits for a spec change, no hot retry"
+    );
+    let calls = fake.take_calls();
+    let apply = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path == DEPLOYMENT_PATH)
+        .unwrap();
+    assert_eq!(
+        apply.query.get("fieldValidation").map(String::as_str),
+        Some("Strict")
+    );
+    assert_eq!(
+        apply.body.as_ref().unwrap()["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"],
+        "Always",
+        "the typo is sent for the API server to judge, not dropped"
+    );
+    assert_eq!(
+        condition(&fake, "Ready"),
+        ("False".into(), "InvalidSpec".into())
+    );
+    let message = fake.get(KCP_PATH).unwrap()["status"]["conditions"][0]["message"].clone();
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .contains("spec.template.spec.containers[0].imagePullPolcy"),
+        "{message}"
+    );
+    let event = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.path == EVENTS_PATH)
+        .and_then(|c| c.body.clone())
+        .unwrap();
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "InvalidSpec");
+}
+
+#[tokio::test]
+async fn a_pod_field_newer_than_the_operators_types_reaches_the_deployment() {
+    let fake = FakeApi::new();
+    let mut spec = port_app_spec();
+    // Kubernetes 1.34 fields; the operator's types are pinned at 1.33.
+    spec["template"]["spec"]["hostnameOverride"] = json!("orders-worker");
+    let rules = json!([{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]);
+    spec["template"]["spec"]["containers"][0]["restartPolicyRules"] = rules.clone();
+    fake.put(KCP_PATH, kcp_json(spec));
+    let (ctx, _) = context(&fake, &StubLag::new(0), Duration::ZERO);
+
+    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    ctx.lag.idle().await;
+    let calls = fake.take_calls();
+    let apply = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path == DEPLOYMENT_PATH)
+        .unwrap();
+    assert_eq!(
+        apply.query.get("fieldValidation").map(String::as_str),
+        Some("Strict")
+    );
+    let pod = &apply.body.as_ref().unwrap()["spec"]["template"]["spec"];
+    assert_eq!(pod["hostnameOverride"], "orders-worker");
+    assert_eq!(pod["containers"][0]["name"], "app");
+    assert_eq!(pod["containers"][0]["restartPolicyRules"], rules);
+    let stored = fake.get(DEPLOYMENT_PATH).unwrap();
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"][0]["restartPolicyRules"],
+        rules
+    );
+
+    // The field the operator's types do not know does not make every resync write.
+    fake.mark_deployment_available(DEPLOYMENT_PATH);
+    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    assert_eq!(writes(&fake.take_calls()), vec![patch(&status_path())]);
+    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    assert_eq!(writes(&fake.take_calls()), vec![]);
+
+    // Changing only that field is a change of what we want: applied again.
+    fake.edit(KCP_PATH, |k| {
+        k["spec"]["template"]["spec"]["hostnameOverride"] = json!("orders-2");
+        k["metadata"]["generation"] = json!(2);
+    });
+    reconcile(current(&fake), ctx).await.unwrap();
+    let w = writes(&fake.take_calls());
+    assert!(w.contains(&patch(DEPLOYMENT_PATH)), "{w:?}");
+    assert_eq!(
+        fake.get(DEPLOYMENT_PATH).unwrap()["spec"]["template"]["spec"]["hostnameOverride"],
+        "orders-2"
+    );
 }

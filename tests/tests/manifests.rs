@@ -305,13 +305,106 @@ fn operator_deployment_is_hardened_and_highly_available() {
     );
 }
 
+/// `value` as a Lua expression (JSON null is nil; object keys always in brackets).
+fn lua_literal(value: &Value) -> String {
+    fn string(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                    out.push_str(&format!("\\{:03}", u32::from(c)));
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+    match value {
+        Value::Null => "nil".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => string(s),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(lua_literal).collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        Value::Object(fields) => {
+            let fields: Vec<String> = fields
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("[{}] = {}", string(k), lua_literal(v)))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+    }
+}
+
+/// Runs `manifests/argocd/health_test.lua` on `samples`; its output and whether it passed.
+fn run_health_check(lua: &str, samples: &[Value], file: &str) -> (String, bool) {
+    let dir = std::env::temp_dir().join(format!("kcp-argocd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(file);
+    std::fs::write(
+        &path,
+        format!("return {}\n", lua_literal(&Value::Array(samples.to_vec()))),
+    )
+    .expect("write samples");
+    let out = Command::new(lua)
+        .arg(repo().join("manifests/argocd/health_test.lua"))
+        .arg(&path)
+        .output()
+        .expect("lua starts");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text, out.status.success())
+}
+
+/// The Argo CD health check gives the expected health on every status the operator can write:
+/// `manifests/argocd/samples.json`, generated from the status code by
+/// `operator/tests/argocd_samples.rs` (which fails when the file is out of date).
 #[test]
-fn argocd_health_check_reads_the_conditions() {
+fn argocd_health_check_reads_every_status_the_operator_writes() {
+    let text = std::fs::read_to_string(repo().join("manifests/argocd/samples.json"))
+        .expect("manifests/argocd/samples.json");
+    let file: Value = serde_json::from_str(&text).expect("samples.json is JSON");
+    let samples = file["samples"].as_array().expect("a samples list").clone();
+    let healths: BTreeSet<&str> = samples
+        .iter()
+        .filter_map(|s| s["expect"]["status"].as_str())
+        .collect();
+    assert_eq!(
+        healths,
+        BTreeSet::from(["Degraded", "Healthy", "Progressing", "Suspended"]),
+        "samples.json covers every health the check reports"
+    );
     let Some(lua) = tool("lua5.4", "apt-get install lua5.4") else {
         return;
     };
-    let out = run(Command::new(lua).arg(repo().join("manifests/argocd/health_test.lua")));
-    assert!(out.contains(", 0 failed"), "{out}");
+    let (out, passed) = run_health_check(lua, &samples, "samples.lua");
+    let summary = format!("{} passed, 0 failed", samples.len());
+    assert!(passed && out.contains(&summary), "{out}");
+
+    // The runner is not a rubber stamp: a wrong expected health or message fails it.
+    let mut wrong_health = samples.clone();
+    wrong_health[0]["expect"]["status"] = "Healthy".into();
+    let mut wrong_message = samples.clone();
+    wrong_message[0]["expect"]["message"] = "no such text".into();
+    for (wrong, file) in [
+        (wrong_health, "wrong-health.lua"),
+        (wrong_message, "wrong-message.lua"),
+    ] {
+        let (out, passed) = run_health_check(lua, &wrong, file);
+        assert!(
+            !passed && out.contains(", 1 failed"),
+            "a wrong expectation must fail:\n{out}"
+        );
+    }
 }
 
 /// Instructions joined across `\` continuations, comments dropped.

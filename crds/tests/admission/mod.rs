@@ -73,12 +73,26 @@ impl ApiServer {
         }
     }
 
-    /// What `kubectl apply` would be told: empty when admitted.
+    /// What `kubectl apply` would be told: empty when admitted. Each error starts with the
+    /// field the way the API server names it (`spec.kafka.topics[0]: ...`); for a missing or
+    /// unknown field that is the field itself, not its parent.
     pub fn admit(&self, obj: &Value, old: Option<&Value>) -> Vec<String> {
         let mut errors: Vec<String> = self
             .openapi
             .iter_errors(obj)
-            .map(|e| format!("{}: {e}", e.instance_path()))
+            .map(|e| {
+                let mut path = dotted(e.instance_path().as_str());
+                match e.kind() {
+                    jsonschema::error::ValidationErrorKind::Required { property } => {
+                        push_field(&mut path, property.as_str().unwrap_or_default())
+                    }
+                    jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                        push_field(&mut path, unexpected.first().map_or("", String::as_str))
+                    }
+                    _ => {}
+                }
+                format!("{path}: {e}")
+            })
             .collect();
         if let Err(cel) = self.cel.validate(&self.schema, obj, old) {
             errors.extend(
@@ -89,4 +103,26 @@ impl ApiServer {
         }
         errors
     }
+}
+
+/// A JSON pointer (`/spec/kafka/topics/0`) as the API server writes a field path
+/// (`spec.kafka.topics[0]`).
+pub fn dotted(pointer: &str) -> String {
+    let mut out = String::new();
+    for part in pointer.split('/').filter(|p| !p.is_empty()) {
+        let part = part.replace("~1", "/").replace("~0", "~");
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            push_field(&mut out, &part);
+        }
+    }
+    out
+}
+
+fn push_field(path: &mut String, field: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(field);
 }

@@ -1,226 +1,211 @@
-//! The Kafka side of the lag probe: the only code in the operator that calls librdkafka.
+//! The Kafka side of a lag read: the only code in the operator that calls librdkafka.
 //!
-//! Bounds: the blocking librdkafka calls run in `spawn_blocking`, each with a call timeout and
-//! all of them within one deadline per probe; at most `concurrency` probes run at once.
-//! Clients are cached by connection settings (brokers, group, security, credentials hash) and
-//! reused across reconciles; a client whose probe failed is dropped (on the blocking thread)
-//! so the next probe starts clean, and clients idle for long are dropped.
+//! One read is a handful of requests, whatever the number of partitions:
+//! 1. metadata, one request per topic (source and dead-letter), through the cluster client;
+//! 2. the group's committed offsets of every source partition in one OffsetFetch
+//!    (`rd_kafka_committed` with the whole list), through the group's offsets client;
+//! 3. the high watermarks of every partition, then the low watermarks of those that need one
+//!    (no committed offset, dead-letter topics), each in one call: `offsets_for_times` with the
+//!    special timestamps −1 (latest) and −2 (earliest), which librdkafka sends as one
+//!    ListOffsets request per partition leader. (`fetch_watermarks`, one partition and two
+//!    round trips per call, could not read a topic of a few thousand partitions in 15 s.)
+//!
+//! The calls block, so a read runs on a blocking thread; each call's timeout is the time left
+//! until the read's deadline, at most `call_timeout`. How many reads run at once is the
+//! reader's business ([`super::reader`]); which clients exist is [`clients`]'s.
+
+mod clients;
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use futures::{FutureExt, future::BoxFuture};
-use kcp_crds::v1alpha1::{DeadLetterStatus, PartitionLag, SaslMechanism};
+use kcp_crds::v1alpha1::{DeadLetterStatus, PartitionLag};
 use rdkafka::{
-    ClientConfig, Offset, TopicPartitionList,
-    config::RDKafkaLogLevel,
+    Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
     types::RDKafkaRespErr,
 };
-use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
-use tracing::debug;
 
 use super::{Credentials, LagError, LagSnapshot, LagSource, LagTarget};
+use clients::Clients;
 
-/// Bounds on the work of the Kafka probe.
+/// Bounds of the librdkafka side.
 #[derive(Debug, Clone, Copy)]
-pub struct ProbeLimits {
-    /// Longest single librdkafka call.
+pub struct KafkaLimits {
+    /// Longest single librdkafka call (also the connection setup timeout).
     pub call_timeout: Duration,
-    /// Longest whole probe.
-    pub total: Duration,
-    /// Probes running at once (each holds a blocking thread).
-    pub concurrency: usize,
     /// Cached clients unused for this long are dropped.
     pub idle_eviction: Duration,
 }
 
-impl Default for ProbeLimits {
+impl Default for KafkaLimits {
     fn default() -> Self {
         Self {
             call_timeout: Duration::from_secs(5),
-            total: Duration::from_secs(15),
-            concurrency: 4,
             idle_eviction: Duration::from_secs(600),
         }
     }
 }
 
-/// Reads lag from Kafka with cached clients.
+/// Reads lag from Kafka with shared, cached clients.
 #[derive(Clone)]
 pub struct KafkaLagSource {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    limits: ProbeLimits,
-    permits: Arc<Semaphore>,
-    clients: Mutex<HashMap<[u8; 32], Cached>>,
-}
-
-struct Cached {
-    consumer: Arc<BaseConsumer>,
-    last_used: Instant,
+    clients: Arc<Clients>,
+    limits: KafkaLimits,
 }
 
 impl KafkaLagSource {
-    pub fn new(limits: ProbeLimits) -> Self {
+    pub fn new(limits: KafkaLimits) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                limits,
-                permits: Arc::new(Semaphore::new(limits.concurrency.max(1))),
-                clients: Mutex::new(HashMap::new()),
-            }),
+            clients: Arc::new(Clients::new(limits.call_timeout, limits.idle_eviction)),
+            limits,
         }
     }
 
-    /// Number of cached clients (for tests and debugging).
+    /// librdkafka clients cached now (cluster and offsets clients).
     pub fn cached_clients(&self) -> usize {
-        self.inner.clients.lock().map(|c| c.len()).unwrap_or(0)
+        self.clients.len()
     }
 }
 
 impl LagSource for KafkaLagSource {
-    fn probe(
+    fn read(
         &self,
         target: LagTarget,
         credentials: Credentials,
+        deadline: Instant,
     ) -> BoxFuture<'static, Result<LagSnapshot, LagError>> {
-        let inner = self.inner.clone();
+        let clients = self.clients.clone();
+        let limits = self.limits;
         async move {
-            let permit = inner
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| LagError::Task)?;
-            let total = inner.limits.total;
-            let task = tokio::task::spawn_blocking(move || {
-                // Held until the blocking work really ends, even if the caller gave up.
-                let _permit = permit;
-                inner.probe_blocking(&target, &credentials)
-            });
-            match tokio::time::timeout(total + Duration::from_secs(5), task).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(LagError::Task),
-                Err(_) => Err(LagError::Timeout(total)),
-            }
+            tokio::task::spawn_blocking(move || {
+                read_blocking(&clients, &target, &credentials, limits, deadline)
+            })
+            .await
+            .map_err(|_| LagError::Task)?
         }
         .boxed()
     }
 }
 
-impl Inner {
-    fn probe_blocking(
-        &self,
-        target: &LagTarget,
-        credentials: &Credentials,
-    ) -> Result<LagSnapshot, LagError> {
-        let key = connection_key(target, credentials);
-        let consumer = self.client(key, target, credentials)?;
-        let deadline = Instant::now() + self.limits.total;
-        let result = read_lag(&consumer, target, self.limits, deadline);
-        if result.is_err() {
-            // Start clean next time; the client is dropped on this blocking thread.
-            if let Ok(mut clients) = self.clients.lock() {
-                clients.remove(&key);
-            }
+fn read_blocking(
+    clients: &Clients,
+    target: &LagTarget,
+    credentials: &Credentials,
+    limits: KafkaLimits,
+    deadline: Instant,
+) -> Result<LagSnapshot, LagError> {
+    let cluster = clients.cluster(target, credentials)?;
+    let result = read_lag(clients, &cluster, target, credentials, limits, deadline);
+    if result.is_err() {
+        // The next read starts with new clients.
+        clients.forget(target, credentials, &cluster);
+    }
+    result
+}
+
+fn read_lag(
+    clients: &Clients,
+    cluster: &BaseConsumer,
+    target: &LagTarget,
+    credentials: &Credentials,
+    limits: KafkaLimits,
+    deadline: Instant,
+) -> Result<LagSnapshot, LagError> {
+    let budget = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(LagError::DeadlinePassed);
         }
-        result
+        Ok(left.min(limits.call_timeout))
+    };
+
+    // 1. Metadata.
+    let mut missing_topics = Vec::new();
+    let mut source = Vec::new();
+    let mut dead_letter = Vec::new();
+    let topics = unique(&target.topics);
+    let dlq_topics = unique(&target.dead_letter_topics);
+    for (topic, is_source) in topics
+        .iter()
+        .map(|t| (t, true))
+        .chain(dlq_topics.iter().map(|t| (t, false)))
+    {
+        let found = partitions_of(cluster, topic, budget()?)?;
+        match (found, is_source) {
+            (Some(ids), true) => source.extend(ids.into_iter().map(|p| ((*topic).clone(), p))),
+            (Some(ids), false) => {
+                dead_letter.extend(ids.into_iter().map(|p| ((*topic).clone(), p)))
+            }
+            (None, true) => missing_topics.push((*topic).clone()),
+            (None, false) => {}
+        }
     }
 
-    fn client(
-        &self,
-        key: [u8; 32],
-        target: &LagTarget,
-        credentials: &Credentials,
-    ) -> Result<Arc<BaseConsumer>, LagError> {
-        let mut evicted = Vec::new();
-        let consumer = {
-            let mut clients = self.clients.lock().map_err(|_| LagError::Task)?;
-            let now = Instant::now();
-            let idle = self.limits.idle_eviction;
-            let stale: Vec<_> = clients
-                .iter()
-                .filter(|(_, c)| now.duration_since(c.last_used) > idle)
-                .map(|(k, _)| *k)
-                .collect();
-            for k in stale {
-                evicted.extend(clients.remove(&k));
-            }
-            match clients.get_mut(&key) {
-                Some(c) => {
-                    c.last_used = now;
-                    c.consumer.clone()
-                }
-                None => {
-                    let consumer = Arc::new(
-                        client_config(target, credentials, self.limits)
-                            .create::<BaseConsumer>()
-                            .map_err(LagError::CreateClient)?,
-                    );
-                    debug!(group = %target.group_id, "Created Kafka client for lag");
-                    clients.insert(
-                        key,
-                        Cached {
-                            consumer: consumer.clone(),
-                            last_used: now,
-                        },
-                    );
-                    consumer
-                }
-            }
+    // 2. Committed offsets, before the watermarks: a commit made in between can then only
+    //    make the lag look larger, never negative.
+    let committed = if source.is_empty() {
+        HashMap::new()
+    } else {
+        let offsets = clients.offsets(target, credentials)?;
+        committed(&offsets, &target.group_id, &source, budget()?)?
+    };
+
+    // 3. Watermarks: high of every partition, low where needed.
+    let all: Vec<_> = source.iter().chain(&dead_letter).cloned().collect();
+    let high = list_offsets(cluster, &all, Offset::End, budget()?)?;
+    let need_low: Vec<_> = source
+        .iter()
+        .filter(|tp| !committed.contains_key(*tp))
+        .chain(&dead_letter)
+        .cloned()
+        .collect();
+    let low = list_offsets(cluster, &need_low, Offset::Beginning, budget()?)?;
+
+    let watermark = |map: &HashMap<(String, i32), i64>, tp: &(String, i32)| {
+        map.get(tp).copied().ok_or_else(|| LagError::NoWatermark {
+            topic: tp.0.clone(),
+            partition: tp.1,
+        })
+    };
+    let mut partitions = Vec::with_capacity(source.len());
+    for tp in &source {
+        let high_watermark = watermark(&high, tp)?;
+        let committed_offset = committed.get(tp).copied();
+        let lag = match committed_offset {
+            Some(c) => high_watermark - c,
+            None => high_watermark - watermark(&low, tp)?,
         };
-        // Closing evicted clients may block; this runs on the blocking thread, outside the lock.
-        drop(evicted);
-        Ok(consumer)
+        partitions.push(PartitionLag {
+            topic: tp.0.clone(),
+            partition: tp.1,
+            committed_offset,
+            high_watermark,
+            lag: lag.max(0),
+        });
     }
+    let mut count = 0;
+    for tp in &dead_letter {
+        count += (watermark(&high, tp)? - watermark(&low, tp)?).max(0);
+    }
+    Ok(LagSnapshot::new(
+        partitions,
+        DeadLetterStatus {
+            topics: target.dead_letter_topics.clone(),
+            count,
+        },
+        missing_topics,
+    ))
 }
 
-fn client_config(target: &LagTarget, c: &Credentials, limits: ProbeLimits) -> ClientConfig {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &target.bootstrap_servers)
-        .set("group.id", &target.group_id)
-        .set("client.id", "kafka-consumer-proxy-operator")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("allow.auto.create.topics", "false")
-        .set("security.protocol", target.protocol.as_str())
-        .set(
-            "socket.connection.setup.timeout.ms",
-            limits.call_timeout.as_millis().max(1000).to_string(),
-        )
-        .set_log_level(RDKafkaLogLevel::Warning);
-    if let Some(m) = target.sasl_mechanism {
-        cfg.set("sasl.mechanism", m.as_str());
-    }
-    if let Some((user, password)) = &c.sasl {
-        cfg.set("sasl.username", user)
-            .set("sasl.password", password);
-    }
-    for (key, value) in [
-        ("ssl.ca.pem", &c.tls_ca),
-        ("ssl.certificate.pem", &c.tls_cert),
-        ("ssl.key.pem", &c.tls_key),
-    ] {
-        if let Some(v) = value {
-            cfg.set(key, v);
-        }
-    }
-    cfg
-}
-
-/// Time left for the next call, or a timeout error when the probe's deadline passed.
-fn budget(limits: ProbeLimits, deadline: Instant) -> Result<Duration, LagError> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(LagError::Timeout(limits.total));
-    }
-    Ok(left.min(limits.call_timeout))
+/// `items` without repeats, in their first order.
+fn unique(items: &[String]) -> Vec<&String> {
+    let mut seen = BTreeSet::new();
+    items.iter().filter(|t| seen.insert(*t)).collect()
 }
 
 /// Partition ids of `topic`, or `None` when the topic does not exist.
@@ -252,144 +237,73 @@ fn partitions_of(
     }
 }
 
-fn watermarks(
+/// The group's committed offsets of `partitions`, in one OffsetFetch; absent where it never
+/// committed.
+fn committed(
     consumer: &BaseConsumer,
-    topic: &str,
-    partition: i32,
+    group: &str,
+    partitions: &[(String, i32)],
     timeout: Duration,
-) -> Result<(i64, i64), LagError> {
-    consumer
-        .fetch_watermarks(topic, partition, timeout)
-        .map_err(|source| LagError::Watermarks {
-            topic: topic.to_owned(),
-            partition,
-            source,
-        })
-}
-
-fn read_lag(
-    consumer: &BaseConsumer,
-    target: &LagTarget,
-    limits: ProbeLimits,
-    deadline: Instant,
-) -> Result<LagSnapshot, LagError> {
-    let mut missing_topics = Vec::new();
-    let mut assigned: Vec<(String, i32)> = Vec::new();
-    for topic in &target.topics {
-        match partitions_of(consumer, topic, budget(limits, deadline)?)? {
-            Some(ids) => assigned.extend(ids.into_iter().map(|p| (topic.clone(), p))),
-            None => missing_topics.push(topic.clone()),
-        }
-    }
-
-    let mut committed: HashMap<(String, i32), i64> = HashMap::new();
-    if !assigned.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for (t, p) in &assigned {
-            tpl.add_partition(t, *p);
-        }
-        let group_error = |source| LagError::Committed {
-            group: target.group_id.clone(),
-            source,
-        };
-        let offsets = consumer
-            .committed_offsets(tpl, budget(limits, deadline)?)
-            .map_err(group_error)?;
-        for e in offsets.elements() {
-            e.error().map_err(group_error)?;
-            if let Offset::Offset(n) = e.offset()
-                && n >= 0
-            {
-                committed.insert((e.topic().to_owned(), e.partition()), n);
-            }
-        }
-    }
-
-    let mut partitions = Vec::with_capacity(assigned.len());
-    for (topic, partition) in assigned {
-        let (low, high) = watermarks(consumer, &topic, partition, budget(limits, deadline)?)?;
-        let committed_offset = committed.get(&(topic.clone(), partition)).copied();
-        let lag = match committed_offset {
-            Some(c) => high - c,
-            None => high - low,
-        }
-        .max(0);
-        partitions.push(PartitionLag {
-            topic,
-            partition,
-            committed_offset,
-            high_watermark: high,
-            lag,
-        });
-    }
-    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    let total = partitions.iter().map(|p| p.lag).sum();
-
-    let mut count = 0;
-    for topic in &target.dead_letter_topics {
-        if let Some(ids) = partitions_of(consumer, topic, budget(limits, deadline)?)? {
-            for p in ids {
-                let (low, high) = watermarks(consumer, topic, p, budget(limits, deadline)?)?;
-                count += (high - low).max(0);
-            }
-        }
-    }
-
-    Ok(LagSnapshot {
-        partitions,
-        total,
-        dead_letter: DeadLetterStatus {
-            topics: target.dead_letter_topics.clone(),
-            count,
-        },
-        missing_topics,
-    })
-}
-
-/// Hash of what a client connects with: one cached client per distinct value.
-pub(super) fn connection_key(t: &LagTarget, c: &Credentials) -> [u8; 32] {
-    let mut h = Sha256::new();
-    let mut field = |s: &str| {
-        h.update((s.len() as u64).to_le_bytes());
-        h.update(s.as_bytes());
+) -> Result<HashMap<(String, i32), i64>, LagError> {
+    let group_error = |source| LagError::Committed {
+        group: group.to_owned(),
+        source,
     };
-    field(&t.bootstrap_servers);
-    field(&t.group_id);
-    field(t.protocol.as_str());
-    field(t.sasl_mechanism.map_or("", SaslMechanism::as_str));
-    let (user, password) = c.sasl.clone().unwrap_or_default();
-    field(&user);
-    field(&password);
-    for pem in [&c.tls_ca, &c.tls_cert, &c.tls_key] {
-        field(pem.as_deref().unwrap_or("\0none"));
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for (t, p) in partitions {
+        tpl.add_partition(t, *p);
     }
-    h.finalize().into()
+    let offsets = consumer
+        .committed_offsets(tpl, timeout)
+        .map_err(group_error)?;
+    let mut out = HashMap::with_capacity(partitions.len());
+    for e in offsets.elements() {
+        e.error().map_err(group_error)?;
+        if let Offset::Offset(n) = e.offset()
+            && n >= 0
+        {
+            out.insert((e.topic().to_owned(), e.partition()), n);
+        }
+    }
+    Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kcp_crds::config::SecurityProtocol;
-
-    #[test]
-    fn credentials_change_the_connection_key_and_never_print() {
-        let t = LagTarget {
-            bootstrap_servers: "k:9092".into(),
-            group_id: "g".into(),
-            topics: vec!["t".into()],
-            dead_letter_topics: vec![],
-            protocol: SecurityProtocol::Plaintext,
-            sasl_mechanism: None,
-        };
-        let a = Credentials {
-            sasl: Some(("u".into(), "p1".into())),
-            ..Credentials::default()
-        };
-        let b = Credentials {
-            sasl: Some(("u".into(), "p2".into())),
-            ..Credentials::default()
-        };
-        assert_ne!(connection_key(&t, &a), connection_key(&t, &b));
-        assert!(!format!("{a:?}").contains("p1"));
+/// The high (`Offset::End`) or low (`Offset::Beginning`) watermark of each partition: one
+/// ListOffsets request per partition leader.
+fn list_offsets(
+    consumer: &BaseConsumer,
+    partitions: &[(String, i32)],
+    at: Offset,
+    timeout: Duration,
+) -> Result<HashMap<(String, i32), i64>, LagError> {
+    if partitions.is_empty() {
+        return Ok(HashMap::new());
     }
+    let call_error = |source| LagError::Watermarks {
+        partitions: partitions.len(),
+        source,
+    };
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for (t, p) in partitions {
+        tpl.add_partition_offset(t, *p, at).map_err(call_error)?;
+    }
+    let answered = consumer
+        .offsets_for_times(tpl, timeout)
+        .map_err(call_error)?;
+    let mut out = HashMap::with_capacity(partitions.len());
+    for e in answered.elements() {
+        e.error().map_err(|source| LagError::Partition {
+            topic: e.topic().to_owned(),
+            partition: e.partition(),
+            source,
+        })?;
+        // A partition the broker did not answer for keeps the special offset it was asked
+        // with; `watermark` then reports it as missing.
+        if let Offset::Offset(n) = e.offset()
+            && n >= 0
+        {
+            out.insert((e.topic().to_owned(), e.partition()), n);
+        }
+    }
+    Ok(out)
 }

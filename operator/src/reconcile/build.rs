@@ -4,7 +4,9 @@
 //! Pure. No client, no clock; the same `Validated` always yields byte-identical objects. Secret
 //! values never appear here: credentials reach the sidecar as `secretKeyRef` env vars and a
 //! Secret volume. Each object carries [`APPLIED_HASH_ANNOTATION`], the hash of the object
-//! itself, which is how `drift` notices that what we want has changed.
+//! itself (with the template fields the pinned pod types do not know), which is how `drift`
+//! notices that what we want has changed. What is applied is JSON ([`Children::deployment_body`]):
+//! the typed Deployment with those unknown fields put back where the user wrote them.
 
 use std::collections::BTreeMap;
 
@@ -29,9 +31,13 @@ use kcp_crds::config::{
     SASL_USERNAME_ENV, TLS_MOUNT_DIR,
 };
 use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::validate::Validated;
+use super::{
+    template::{self, UnknownField},
+    validate::Validated,
+};
 use crate::FIELD_MANAGER;
 
 /// Name of the sidecar container (reserved in the app's template).
@@ -66,7 +72,26 @@ pub struct BuildOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Children {
     pub config_map: ConfigMap,
+    /// The Deployment as the pinned types know it; apply [`Children::deployment_body`].
     pub deployment: Deployment,
+    /// Fields of the app's template the pinned pod types do not know, as written.
+    pub template_unknown: Vec<UnknownField>,
+}
+
+impl Children {
+    /// The ConfigMap as applied.
+    pub fn config_map_body(&self) -> Value {
+        serde_json::to_value(&self.config_map).expect("invariant: k8s-openapi objects serialize")
+    }
+
+    /// The Deployment as applied: `deployment` with `template_unknown` put back into its pod
+    /// template (containers found by name), for the API server to keep or refuse.
+    pub fn deployment_body(&self) -> Value {
+        let mut body = serde_json::to_value(&self.deployment)
+            .expect("invariant: k8s-openapi objects serialize");
+        template::restore(&mut body["spec"]["template"], &self.template_unknown);
+        body
+    }
 }
 
 /// Name of the ConfigMap holding the rendered config.
@@ -123,7 +148,7 @@ pub fn build(v: &Validated, opts: &BuildOptions) -> Children {
         )])),
         ..ConfigMap::default()
     };
-    stamp_applied_hash(&mut config_map, |o| &mut o.metadata);
+    stamp_applied_hash(&mut config_map, |o| &mut o.metadata, &[]);
 
     let mut deployment = Deployment {
         metadata: child_meta(v, deployment_name(&v.name)),
@@ -138,11 +163,12 @@ pub fn build(v: &Validated, opts: &BuildOptions) -> Children {
         }),
         status: None,
     };
-    stamp_applied_hash(&mut deployment, |o| &mut o.metadata);
+    stamp_applied_hash(&mut deployment, |o| &mut o.metadata, &v.template_unknown);
 
     Children {
         config_map,
         deployment,
+        template_unknown: v.template_unknown.clone(),
     }
 }
 
@@ -156,9 +182,17 @@ fn child_meta(v: &Validated, name: String) -> ObjectMeta {
     }
 }
 
-/// Puts the hash of `obj` (as built, before the annotation) into its annotations.
-fn stamp_applied_hash<K: Serialize>(obj: &mut K, meta: impl Fn(&mut K) -> &mut ObjectMeta) {
-    let bytes = serde_json::to_vec(&*obj).expect("invariant: k8s-openapi objects serialize");
+/// Puts the hash of `obj` (as built, before the annotation) and of the `unknown` template
+/// fields it carries into its annotations. Without unknown fields, the hash of `obj` alone.
+fn stamp_applied_hash<K: Serialize>(
+    obj: &mut K,
+    meta: impl Fn(&mut K) -> &mut ObjectMeta,
+    unknown: &[UnknownField],
+) {
+    let mut bytes = serde_json::to_vec(&*obj).expect("invariant: k8s-openapi objects serialize");
+    if !unknown.is_empty() {
+        bytes.extend(serde_json::to_vec(unknown).expect("invariant: JSON values serialize"));
+    }
     let hash = hex::encode(Sha256::digest(&bytes));
     meta(obj)
         .annotations
@@ -538,6 +572,42 @@ mod tests {
         assert_eq!(
             limits.and_then(|l| l.get("memory").cloned()),
             Some(Quantity("512Mi".into()))
+        );
+    }
+
+    #[test]
+    fn template_fields_the_pod_types_lack_are_applied_and_hashed() {
+        let rules = |code: i32| json!([{"action": "Restart", "exitCodes": {"operator": "In", "values": [code]}}]);
+        let mut spec = port_app_spec();
+        spec["template"]["spec"]["containers"][0]["restartPolicyRules"] = rules(42);
+        let c = built(spec.clone());
+        let body = c.deployment_body();
+        let app = &body["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(app["name"], "app");
+        assert_eq!(app["restartPolicyRules"], rules(42));
+        assert!(
+            body["spec"]["template"]["spec"]["containers"][1]
+                .get("restartPolicyRules")
+                .is_none(),
+            "only on the container that has it"
+        );
+
+        let hash = |c: &Children| {
+            c.deployment
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
+                .cloned()
+        };
+        let plain = built(port_app_spec());
+        assert_ne!(hash(&c), hash(&plain), "the field is part of what we want");
+        spec["template"]["spec"]["containers"][0]["restartPolicyRules"] = rules(43);
+        assert_ne!(hash(&c), hash(&built(spec)), "so is its value");
+        // Without such fields, the body is the typed Deployment.
+        assert_eq!(
+            plain.deployment_body(),
+            serde_json::to_value(&plain.deployment).expect("serializes")
         );
     }
 

@@ -261,7 +261,7 @@ fn kafka_condition(input: &Input<'_>) -> Option<Condition> {
         LagObservation::Failed { message, .. } => {
             (false, Reason::KafkaUnreachable, message.clone())
         }
-        LagObservation::NotProbed => {
+        LagObservation::Pending | LagObservation::NotProbed => {
             return input
                 .previous?
                 .conditions
@@ -303,13 +303,16 @@ fn lag_figures(input: &Input<'_>) -> (Option<LagStatus>, Option<DeadLetterStatus
     let prev_lag = previous.and_then(|p| p.lag.clone());
     let prev_dlq = previous.and_then(|p| p.dead_letter.clone());
     match input.lag {
-        LagObservation::NotProbed => (prev_lag, prev_dlq),
+        LagObservation::Pending | LagObservation::NotProbed => (prev_lag, prev_dlq),
         LagObservation::Failed { .. } => {
             (prev_lag.map(|l| LagStatus { stale: true, ..l }), prev_dlq)
         }
         LagObservation::Fresh { snapshot, read_at } => {
             let same_figures = prev_lag.as_ref().is_some_and(|p| {
-                !p.stale && p.total == snapshot.total && p.partitions == snapshot.partitions
+                !p.stale
+                    && p.total == snapshot.total
+                    && p.partition_count == Some(snapshot.partition_count)
+                    && p.partitions == snapshot.partitions
             });
             let updated_at = if same_figures {
                 prev_lag.and_then(|p| p.updated_at)
@@ -319,6 +322,7 @@ fn lag_figures(input: &Input<'_>) -> (Option<LagStatus>, Option<DeadLetterStatus
             (
                 Some(LagStatus {
                     total: snapshot.total,
+                    partition_count: Some(snapshot.partition_count),
                     partitions: snapshot.partitions.clone(),
                     updated_at,
                     stale: false,
@@ -370,6 +374,7 @@ mod tests {
                 high_watermark: 10 + lag,
                 lag,
             }],
+            partition_count: 1,
             total: lag,
             dead_letter: DeadLetterStatus {
                 topics: vec!["orders-dlq".into()],
@@ -635,6 +640,29 @@ mod tests {
         let lag = recovered.lag.as_ref().expect("present");
         assert!(!lag.stale);
         assert_eq!(lag.updated_at, Some(Time(t(120))));
+    }
+
+    #[test]
+    fn a_read_still_running_keeps_the_last_figures_and_condition() {
+        let d = deployment(1, 1, 1);
+        let fresh = LagObservation::Fresh {
+            snapshot: snapshot(5),
+            read_at: t(0),
+        };
+        let first = run(APPLIED, Some(&d), &fresh, None, t(0));
+        assert_eq!(first.lag.as_ref().and_then(|l| l.partition_count), Some(1));
+        let pending = run(
+            APPLIED,
+            Some(&d),
+            &LagObservation::Pending,
+            Some(&first),
+            t(30),
+        );
+        assert_eq!(pending, first, "nothing new to say: no write");
+
+        let new = run(APPLIED, Some(&d), &LagObservation::Pending, None, t(0));
+        assert_eq!(new.lag, None, "before the first read: no figures");
+        assert!(new.conditions.iter().all(|c| c.type_ != KAFKA_REACHABLE));
     }
 
     #[test]

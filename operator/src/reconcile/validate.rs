@@ -1,5 +1,6 @@
 //! Validation: the cross-field rules the CRD schema cannot express, and the parse of the raw
-//! `spec.template` into a `PodTemplateSpec`.
+//! `spec.template` into a `PodTemplateSpec` (`template::parse`, which also keeps the fields the
+//! pinned pod types do not know, for the API server to judge).
 //!
 //! Pure. No client, no clock. Produces [`Validated`], consumed by `build`, `status` and the
 //! lag probe; every problem is reported at once in one [`InvalidSpec`].
@@ -14,7 +15,10 @@ use kcp_crds::{KafkaConsumerProxy, KafkaConsumerProxySpec, SidecarConfig};
 use kube::Resource;
 use sha2::{Digest, Sha256};
 
-use super::build::{CONFIG_VOLUME, INSTANCE_LABEL, SIDECAR_CONTAINER, TLS_VOLUME};
+use super::{
+    build::{CONFIG_VOLUME, INSTANCE_LABEL, SIDECAR_CONTAINER, TLS_VOLUME},
+    template::{self, UnknownField},
+};
 
 /// Longest resource name: the name is a label value (`kafkaproxy.io/instance`), at most 63.
 pub const MAX_NAME_LEN: usize = 63;
@@ -37,6 +41,10 @@ pub struct Validated {
     pub config_hash: String,
     /// The app's pod template; `None` runs the sidecar alone (`endpoint.url`).
     pub template: Option<PodTemplateSpec>,
+    /// Fields of `spec.template` that `template` lacks because the pinned pod types do not know
+    /// them (a typo, or a newer pod field), as written. `build` puts them back into the
+    /// Deployment and the API server judges them.
+    pub template_unknown: Vec<UnknownField>,
     /// Dead-letter topics in use, sorted, without duplicates.
     pub dead_letter_topics: Vec<String>,
 }
@@ -77,32 +85,23 @@ pub fn validate(kcp: &KafkaConsumerProxy) -> Result<Validated, InvalidSpec> {
         }
     };
 
-    let template = match &spec.template {
+    let (template, template_unknown) = match &spec.template {
         None => {
             if spec.endpoint.port.is_some() {
                 problems.push(
                     "spec.template is required when endpoint.port is set: the port belongs to your app's container".into(),
                 );
             }
-            None
+            (None, Vec::new())
         }
-        Some(raw) => match serde_path_to_error::deserialize::<_, PodTemplateSpec>(raw) {
-            Ok(t) => {
-                check_template(&t, spec, &name, &mut problems);
-                Some(t)
+        Some(raw) => match template::parse(raw) {
+            Ok(parsed) => {
+                check_template(&parsed.template, spec, &name, &mut problems);
+                (Some(parsed.template), parsed.unknown)
             }
-            Err(e) => {
-                let path = e.path().to_string();
-                problems.push(format!(
-                    "spec.template{} is not a valid pod template: {}",
-                    if path == "." {
-                        String::new()
-                    } else {
-                        format!(".{path}")
-                    },
-                    e.into_inner()
-                ));
-                None
+            Err(problem) => {
+                problems.push(problem);
+                (None, Vec::new())
             }
         },
     };
@@ -151,6 +150,7 @@ pub fn validate(kcp: &KafkaConsumerProxy) -> Result<Validated, InvalidSpec> {
                 config_json,
                 config_hash,
                 template,
+                template_unknown,
                 dead_letter_topics,
             })
         }
@@ -246,6 +246,16 @@ mod tests {
             err.problems[0].contains("spec.template.spec.containers[0].ports[0].containerPort"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn fields_the_pod_types_do_not_know_are_kept_not_refused() {
+        let mut spec = port_app_spec();
+        spec["template"]["spec"]["containers"][0]["imagePullPolcy"] = json!("Always");
+        let v = validate(&kcp_from(spec)).expect("the API server judges unknown fields");
+        let paths: Vec<String> = v.template_unknown.iter().map(ToString::to_string).collect();
+        assert_eq!(paths, ["spec.template.spec.containers[0].imagePullPolcy"]);
+        assert_eq!(v.template_unknown[0].value, json!("Always"));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod shape;
+
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
@@ -16,16 +18,22 @@ use std::{
 
 use futures::{FutureExt, future::BoxFuture};
 use http::{Request, Response};
+use kcp_crds::KafkaConsumerProxy;
 use kcp_crds::v1alpha1::{DeadLetterStatus, PartitionLag};
 use kcp_operator::{
-    lag::{Credentials, LagError, LagReadings, LagSnapshot, LagSource, LagTarget},
+    Error,
+    lag::{Credentials, LagError, LagReader, LagSnapshot, LagSource, LagTarget, ReadLimits},
     metrics::Metrics,
-    reconcile::{Context, build::BuildOptions},
+    reconcile::{Context, build::BuildOptions, reconcile},
 };
 use kube::{
     Client,
     client::Body,
-    runtime::events::{Recorder, Reporter},
+    core::DeserializeGuard,
+    runtime::{
+        controller::Action,
+        events::{Recorder, Reporter},
+    },
 };
 use serde_json::{Value, json};
 
@@ -84,6 +92,8 @@ pub struct FakeApi {
     calls: Mutex<Vec<Call>>,
     failures: Mutex<HashMap<(String, String), (u16, String)>>,
     version: Mutex<u64>,
+    /// Pod and container fields this server's schema does not declare.
+    undeclared: Mutex<Vec<String>>,
 }
 
 pub const KCP_PATH: &str =
@@ -149,6 +159,12 @@ impl FakeApi {
             .lock()
             .unwrap()
             .insert((method.into(), path.into()), (code, reason.into()));
+    }
+
+    /// Makes this server's pod schema lack `field` (a pod-spec or container key): an applied
+    /// Deployment holding it is refused the way a real API server refuses it.
+    pub fn undeclare(&self, field: &str) {
+        self.undeclared.lock().unwrap().push(field.to_owned());
     }
 
     pub fn clear_failures(&self) {
@@ -244,6 +260,9 @@ impl FakeApi {
                 respond(200, object)
             }
             ("PATCH", Some(applied)) => {
+                if let Some(refusal) = self.refusal(&applied) {
+                    return respond(500, &refusal);
+                }
                 let previous = self.get(&path);
                 let mut object = applied;
                 server_side_additions(&mut object, previous.as_ref());
@@ -285,6 +304,54 @@ impl FakeApi {
     }
 }
 
+impl FakeApi {
+    /// The response of a real API server (v1.33; kubernetes/kubernetes#122480, #139253) to a
+    /// server-side apply holding fields its schema does not declare: structured-merge-diff's
+    /// conversion error, which is not a `metav1.Status` error and so comes back as a 500 with
+    /// no reason, for any `fieldValidation`.
+    fn refusal(&self, applied: &Value) -> Option<Value> {
+        if applied["kind"] != "Deployment" {
+            return None;
+        }
+        let undeclared = self.undeclared.lock().unwrap().clone();
+        let pod = &applied["spec"]["template"]["spec"];
+        let mut errors = Vec::new();
+        for key in pod.as_object().into_iter().flat_map(|m| m.keys()) {
+            if undeclared.contains(key) {
+                errors.push(format!(
+                    ".spec.template.spec.{key}: field not declared in schema"
+                ));
+            }
+        }
+        for list in ["initContainers", "containers"] {
+            for c in pod[list].as_array().into_iter().flatten() {
+                for key in c.as_object().into_iter().flat_map(|m| m.keys()) {
+                    if undeclared.contains(key) {
+                        errors.push(format!(
+                            ".spec.template.spec.{list}[name=\"{}\"].{key}: field not declared in schema",
+                            c["name"].as_str().unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+        }
+        let detail = match errors.len() {
+            0 => return None,
+            1 => errors.remove(0),
+            _ => format!("errors:\n  {}", errors.join("\n  ")),
+        };
+        Some(json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!(
+                "failed to create typed patch object ({}/{}; apps/v1, Kind=Deployment): {detail}",
+                applied["metadata"]["namespace"].as_str().unwrap_or_default(),
+                applied["metadata"]["name"].as_str().unwrap_or_default(),
+            ),
+            "code": 500
+        }))
+    }
+}
+
 fn respond(code: u16, body: &Value) -> Response<Body> {
     Response::builder()
         .status(code)
@@ -294,8 +361,10 @@ fn respond(code: u16, body: &Value) -> Response<Body> {
 }
 
 /// What a real API server adds to an applied object: kept uid and status, generation bumped
-/// on spec change, defaults, canonical quantities.
+/// on spec change, and the shape it stores ([`shape::server_shape`]: defaults, dropped zero
+/// values, canonical quantities).
 fn server_side_additions(object: &mut Value, previous: Option<&Value>) {
+    shape::server_shape(object);
     if let Some(prev) = previous {
         object["metadata"]["uid"] = prev["metadata"]["uid"].clone();
         if let Some(status) = prev.get("status") {
@@ -309,34 +378,6 @@ fn server_side_additions(object: &mut Value, previous: Option<&Value>) {
             None => json!(1),
         };
         object["metadata"]["generation"] = generation;
-        let spec = &mut object["spec"];
-        spec["revisionHistoryLimit"] = json!(10);
-        spec["progressDeadlineSeconds"] = json!(600);
-        spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
-        let pod = &mut spec["template"]["spec"];
-        pod["dnsPolicy"] = json!("ClusterFirst");
-        pod["restartPolicy"] = json!("Always");
-        pod["schedulerName"] = json!("default-scheduler");
-        if let Some(containers) = pod["containers"].as_array_mut() {
-            for c in containers {
-                c["imagePullPolicy"] = json!("IfNotPresent");
-                c["terminationMessagePath"] = json!("/dev/termination-log");
-                for port in c["ports"].as_array_mut().into_iter().flatten() {
-                    if port.get("protocol").is_none() {
-                        port["protocol"] = json!("TCP");
-                    }
-                }
-                for section in ["limits", "requests"] {
-                    if let Some(q) = c["resources"][section].as_object_mut() {
-                        for value in q.values_mut() {
-                            if value == "1000m" {
-                                *value = json!("1");
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -364,6 +405,7 @@ pub fn snapshot(total: i64) -> LagSnapshot {
             high_watermark: 100 + total,
             lag: total,
         }],
+        partition_count: 1,
         total,
         dead_letter: DeadLetterStatus {
             topics: vec!["orders-dlq".into()],
@@ -374,10 +416,11 @@ pub fn snapshot(total: i64) -> LagSnapshot {
 }
 
 impl LagSource for StubLagHandle {
-    fn probe(
+    fn read(
         &self,
         target: LagTarget,
         credentials: Credentials,
+        _deadline: std::time::Instant,
     ) -> BoxFuture<'static, Result<LagSnapshot, LagError>> {
         self.0.probes.lock().unwrap().push((target, credentials));
         let result = self.0.result.lock().unwrap().clone();
@@ -391,7 +434,8 @@ pub struct StubLagHandle(pub Arc<StubLag>);
 /// The resync period the tests expect on success.
 pub const REFRESH: Duration = Duration::from_secs(30);
 
-/// A reconcile context wired to the fake and the stub. `refresh` zero disables memoization.
+/// A reconcile context wired to the fake and the stub. With `refresh` zero every reconcile
+/// asks for a lag read (which the next reconcile sees).
 pub fn context(
     fake: &Arc<FakeApi>,
     lag: &Arc<StubLag>,
@@ -409,15 +453,30 @@ pub fn context(
             },
         ),
         metrics.clone(),
-        LagReadings::new(
+        LagReader::new(
             Arc::new(StubLagHandle(lag.clone())),
             refresh,
+            ReadLimits::default(),
             metrics.clone(),
-        ),
+        )
+        .0,
         BuildOptions {
             default_sidecar_image: "kcp-sidecar:test".into(),
         },
         REFRESH,
     );
     (Arc::new(ctx), metrics)
+}
+
+/// What the controller does for a resource it has not read lag for yet: reconcile (the reader
+/// starts a read, the status has no figures yet), let the read end, and reconcile again as the
+/// reader then asks (the status gets the figures). Later reconciles of a test then see no read
+/// still running.
+pub async fn reconcile_and_read_lag(fake: &FakeApi, ctx: &Arc<Context>) -> Result<Action, Error> {
+    let current = || -> Arc<DeserializeGuard<KafkaConsumerProxy>> {
+        Arc::new(serde_json::from_value(fake.get(KCP_PATH).unwrap()).unwrap())
+    };
+    reconcile(current(), ctx.clone()).await?;
+    ctx.lag.idle().await;
+    reconcile(current(), ctx.clone()).await
 }

@@ -58,6 +58,7 @@ fn endpoint(url: String) -> EndpointConfig {
         retry_on: vec!["5xx".parse().expect("matcher")],
         action_header: Some("x-action".into()),
         body_ack: None,
+        unready_timeout: kcp_crds::Duration::from_secs(120),
     }
 }
 

@@ -24,6 +24,7 @@ fn endpoint() -> EndpointConfig {
         retry_on: vec![],
         action_header: None,
         body_ack: None,
+        unready_timeout: kcp_crds::Duration::from_secs(120),
     }
 }
 
