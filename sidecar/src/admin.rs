@@ -3,7 +3,9 @@
 //! Read-only over [`Stats`]; it never touches Kafka or the app. Routes (GET):
 //!
 //! - `/healthz` — liveness: 200 while the poll loop ticked within the health threshold
-//!   ([`DEFAULT_HEALTH_THRESHOLD`]), 503 when it is stuck (Kubernetes then restarts the pod).
+//!   ([`DEFAULT_HEALTH_THRESHOLD`]), 503 when it is stuck (Kubernetes then restarts the pod), and
+//!   503 for good once a record was left without an outcome after an internal error
+//!   ([`Stats::set_broken`]: its partition cannot commit past it until it is consumed again).
 //! - `/readyz` — readiness: 200 when the consumer joined its group (an assignment was received,
 //!   possibly empty: a replica beyond the partition count is ready) and the app answers (the
 //!   readiness gate is open); 503 with the reason otherwise.
@@ -64,9 +66,25 @@ impl Admin {
         self
     }
 
-    /// Liveness: the poll loop ticked recently.
+    /// Liveness: the poll loop ticked recently, and no record was left without an outcome.
     pub fn live(&self) -> bool {
-        self.stats.poll_age() <= self.health_threshold
+        self.liveness().is_ok()
+    }
+
+    /// Liveness, and why not.
+    fn liveness(&self) -> Result<(), String> {
+        if let Some(why) = self.stats.broken() {
+            return Err(format!("restart needed: {why}\n"));
+        }
+        let age = self.stats.poll_age();
+        if age > self.health_threshold {
+            return Err(format!(
+                "poll loop has not ticked for {:.1}s (threshold {:.1}s)\n",
+                age.as_secs_f64(),
+                self.health_threshold.as_secs_f64()
+            ));
+        }
+        Ok(())
     }
 
     /// Readiness, and why not.
@@ -100,21 +118,10 @@ impl Admin {
             return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into());
         }
         match req.uri().path() {
-            "/healthz" => {
-                let age = self.stats.poll_age();
-                if age <= self.health_threshold {
-                    text(StatusCode::OK, "ok\n".into())
-                } else {
-                    text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "poll loop has not ticked for {:.1}s (threshold {:.1}s)\n",
-                            age.as_secs_f64(),
-                            self.health_threshold.as_secs_f64()
-                        ),
-                    )
-                }
-            }
+            "/healthz" => match self.liveness() {
+                Ok(()) => text(StatusCode::OK, "ok\n".into()),
+                Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+            },
             "/readyz" => match self.ready() {
                 Ok(()) => text(StatusCode::OK, "ready\n".into()),
                 Err(why) => text(

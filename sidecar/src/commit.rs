@@ -10,7 +10,10 @@
 //! against acknowledged offsets (a lost periodic commit is sent again). A failed commit is logged
 //! and retried by the next one: it can only cause redelivery, never loss.
 
-use std::sync::Mutex;
+use std::{
+    sync::{Arc, Mutex, mpsc},
+    time::Duration,
+};
 
 use rdkafka::{
     Offset, TopicPartitionList,
@@ -35,7 +38,16 @@ pub enum CommitError {
         #[source]
         source: KafkaError,
     },
+    #[error(
+        "committing offsets {offsets}: no answer from Kafka within {timeout:?} (no group coordinator?)"
+    )]
+    Timeout { offsets: String, timeout: Duration },
 }
+
+/// How long a synchronous commit waits for Kafka's answer (revoke, shutdown). Without a group
+/// coordinator, librdkafka's synchronous commit waits until one is found, which would hold a
+/// revoke or a shutdown past its deadline and stop the poll loop (liveness fails).
+pub const SYNC_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn list(offsets: &[(Tp, NextOffset)]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::with_capacity(offsets.len());
@@ -117,6 +129,63 @@ pub fn commit_sync<C: ConsumerContext>(
             Err(CommitError::Commit {
                 offsets: describe(&offsets),
                 source,
+            })
+        }
+    }
+}
+
+/// [`commit_sync`] that waits at most `timeout` for Kafka's answer. The commit runs on a thread
+/// of its own, which records the acknowledgement whenever it comes; past `timeout` the caller
+/// goes on without it ([`CommitError::Timeout`]): the records are redelivered, never lost.
+pub fn commit_sync_within<C: ConsumerContext + 'static>(
+    consumer: &Arc<BaseConsumer<C>>,
+    tracker: &Arc<Mutex<OffsetTracker<Tp>>>,
+    only: Option<&[Tp]>,
+    stats: &Arc<Stats>,
+    timeout: Duration,
+) -> Result<usize, CommitError> {
+    let offsets = pending(tracker, only, Since::Acknowledged);
+    if offsets.is_empty() {
+        return Ok(0);
+    }
+    let (tx, rx) = mpsc::channel();
+    let (c, t, s, o) = (
+        Arc::clone(consumer),
+        Arc::clone(tracker),
+        Arc::clone(stats),
+        offsets.clone(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("kcp-commit".into())
+        .spawn(move || {
+            let result = c.commit(&list(&o), CommitMode::Sync);
+            if result.is_ok() {
+                record(&t, &s, &o);
+            }
+            // The caller may have stopped waiting; the acknowledgement is recorded anyway.
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "Could not start a commit thread; committing on this one, unbounded");
+        return commit_sync(consumer.as_ref(), tracker, only, stats);
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(())) => {
+            debug!(offsets = %describe(&offsets), "Committed");
+            Ok(offsets.len())
+        }
+        Ok(Err(source)) => {
+            Stats::incr(&stats.commit_failures);
+            Err(CommitError::Commit {
+                offsets: describe(&offsets),
+                source,
+            })
+        }
+        Err(_) => {
+            Stats::incr(&stats.commit_failures);
+            Err(CommitError::Timeout {
+                offsets: describe(&offsets),
+                timeout,
             })
         }
     }

@@ -7,7 +7,7 @@
 //! [`RebalanceHandler`], which blocks the poll thread until revoked partitions are drained and
 //! committed; librdkafka acknowledges the revocation only when the handler returns.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use kcp_crds::{
     SidecarConfig,
@@ -15,14 +15,19 @@ use kcp_crds::{
     v1alpha1::InitialOffset,
 };
 use rdkafka::{
-    ClientConfig, ClientContext, TopicPartitionList,
+    ClientConfig, ClientContext, Offset, TopicPartitionList,
     config::RDKafkaLogLevel,
-    consumer::{BaseConsumer, ConsumerContext, Rebalance},
+    consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol},
     error::{KafkaError, KafkaResult},
+    types::RDKafkaRespErr,
 };
 use tracing::{debug, info, warn};
 
-use crate::{record::Tp, stats::Stats};
+use crate::{
+    record::Tp,
+    reset::{self, Resets},
+    stats::Stats,
+};
 
 /// librdkafka defaults the sidecar changes; `kafka.clientConfig` may override each of them.
 ///
@@ -118,15 +123,17 @@ pub fn consumer_config(
     }
     // Per-partition lag for `/metrics` and `/status` (`ConsumerCtx::stats`); overridable.
     c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
-    c.set(
-        "auto.offset.reset",
-        match k.initial_offset {
-            InitialOffset::Earliest => "earliest",
-            InitialOffset::Latest => "latest",
-        },
-    );
     for (key, value) in &k.client_config {
         c.set(key, value);
+    }
+    // An out-of-range position resumes at the earliest retained record, never at the end;
+    // `kafka.initialOffset` is applied at assignment, to partitions never committed on
+    // (`reset.rs`, `ConsumerCtx::rebalance`).
+    c.set("auto.offset.reset", "earliest");
+    // rdkafka takes librdkafka's log level from the `log` crate's, which is `Error` when nothing
+    // logs through it: the warning an out-of-range reset is reported by must get through.
+    if (c.log_level as i32) < (RDKafkaLogLevel::Warning as i32) {
+        c.set_log_level(RDKafkaLogLevel::Warning);
     }
     // Not via `config_map()`: it hides secrets behind a placeholder.
     connection_config(&mut c, k, env)?;
@@ -154,7 +161,14 @@ pub trait RebalanceHandler: Send + Sync + 'static {
 pub struct ConsumerCtx {
     pub handler: Arc<dyn RebalanceHandler>,
     pub stats: Arc<Stats>,
+    /// Where partitions the group never committed on start.
+    pub initial_offset: InitialOffset,
+    /// Out-of-range resets read from librdkafka's log, for the poll loop to report.
+    pub resets: Arc<Resets>,
 }
+
+/// How long reading the group's committed offsets at assignment may take.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The partitions in a list.
 pub fn tps_of(tpl: &TopicPartitionList) -> Vec<Tp> {
@@ -166,6 +180,12 @@ pub fn tps_of(tpl: &TopicPartitionList) -> Vec<Tp> {
 
 impl ClientContext for ConsumerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if let Some((tp, was)) = reset::parse_reset(message) {
+            // Reported at ERROR, with what it cost, when the partition's next record arrives.
+            debug!(target: "librdkafka", fac, "{message}");
+            self.resets.reported(tp, was);
+            return;
+        }
         log_librdkafka(level, fac, message);
     }
 
@@ -189,6 +209,43 @@ impl ClientContext for ConsumerCtx {
 }
 
 impl ConsumerContext for ConsumerCtx {
+    /// rdkafka's own rebalance (pre-rebalance, assign or unassign, post-rebalance), with the
+    /// start offsets of `kafka.initialOffset` put into a new assignment first.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let assign = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assign && self.initial_offset == InitialOffset::Latest {
+            self.set_start_offsets(consumer, tpl);
+        }
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            other => Rebalance::Error(KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match (err, cooperative) {
+            (RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, true) => {
+                consumer.incremental_assign(tpl)
+            }
+            (RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, false) => consumer.assign(tpl),
+            (_, true) => consumer.incremental_unassign(tpl),
+            (_, false) => consumer.unassign(),
+        };
+        if let Err(e) = result {
+            warn!(error = %e, assign, "Applying the rebalance failed");
+            self.stats.set_last_error(format!("rebalance: {e}"));
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         Stats::incr(&self.stats.rebalances);
         match rebalance {
@@ -220,6 +277,38 @@ impl ConsumerContext for ConsumerCtx {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         self.handler.commit_done(&result, offsets);
+    }
+}
+
+impl ConsumerCtx {
+    /// Sets the partitions of `tpl` the group never committed on to start at the end
+    /// (`initialOffset: latest`). When the committed offsets cannot be read, leaves them to
+    /// librdkafka, which starts them at the earliest record: a duplicate, never a skip.
+    fn set_start_offsets(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let committed = match consumer.committed_offsets(tpl.clone(), COMMITTED_TIMEOUT) {
+            Ok(list) => list,
+            Err(e) => {
+                warn!(error = %e, "Could not read the committed offsets; partitions without one start at the earliest record");
+                return;
+            }
+        };
+        let known: Vec<(Tp, Option<i64>)> = committed
+            .elements()
+            .iter()
+            .map(|e| {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                (Tp::new(e.topic(), e.partition()), offset)
+            })
+            .collect();
+        for (tp, offset) in reset::start_offsets(&known, self.initial_offset) {
+            info!(%tp, "No committed offset: starting after the last record (initialOffset: latest)");
+            if let Err(e) = tpl.set_partition_offset(&tp.topic, tp.partition, offset) {
+                warn!(%tp, error = %e, "Could not set the start offset; starting at the earliest record");
+            }
+        }
     }
 }
 

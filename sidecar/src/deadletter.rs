@@ -16,7 +16,8 @@
 //! | `kcp-dlq-last-error` | the last transport error (timeout, reset), otherwise |
 //! | `kcp-dlq-first-failure`, `kcp-dlq-last-failure` | ms since the epoch |
 //! | `kcp-dlq-group` | the consumer group |
-//! | `kcp-dlq-reason` | why: `status 422`, `retries exhausted: status 503`, `app asked to dead-letter (status 200)` |
+//! | `kcp-dlq-reason` | why: `status 422`, `retries exhausted: status 503`, `app asked to dead-letter (status 200)`, `sidecar error: <panic>` |
+//! | `kcp-dlq-headers-unreadable` | how many original headers are missing because their name is not UTF-8 (absent when none; see `record`) |
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -122,6 +123,12 @@ pub fn dead_letter_headers(
     add("kcp-dlq-last-failure", millis(failure.last_at));
     add("kcp-dlq-group", group.to_owned());
     add("kcp-dlq-reason", reason.to_owned());
+    if record.unreadable_headers > 0 {
+        add(
+            "kcp-dlq-headers-unreadable",
+            record.unreadable_headers.to_string(),
+        );
+    }
     h
 }
 
@@ -227,6 +234,7 @@ mod tests {
                 ("a".into(), Some(Bytes::from_static(b"\xff"))),
                 ("n".into(), None),
             ],
+            unreadable_headers: 2,
         };
         let t0 = UNIX_EPOCH + Duration::from_millis(5000);
         let mut log = None;
@@ -261,5 +269,6 @@ mod tests {
             get("kcp-dlq-reason").as_deref(),
             Some("retries exhausted: status 503")
         );
+        assert_eq!(get("kcp-dlq-headers-unreadable").as_deref(), Some("2"));
     }
 }

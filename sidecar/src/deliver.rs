@@ -83,9 +83,34 @@ impl Deliverer {
         }
     }
 
-    /// Runs `job` to its end and records the result. Dropping `job` releases its budget.
-    pub async fn process(&self, job: Job) {
-        let end = self.drive(&job).await;
+    /// Runs `job` to its end and records the result. Dropping the last handle on the job
+    /// releases its budget.
+    pub async fn process(&self, job: &Job) {
+        let end = self.drive(job).await;
+        self.finish(job, end);
+    }
+
+    /// Gives a record an outcome after [`Deliverer::process`] panicked on it (a sidecar bug:
+    /// `dispatch` catches the panic and logs it). The same code would likely panic again, so the
+    /// record is not retried: it is dead-lettered, whatever `onExhausted` says (as with the app's
+    /// `dead-letter` action), with `kcp-dlq-reason: sidecar error: <panic>`. It is never
+    /// skipped: the commit passes it only once the dead-letter topic acknowledged it, and a
+    /// failing dead-letter produce is retried with backoff, the record uncommitted meanwhile.
+    pub async fn recover(&self, job: &Job, panic: &str) {
+        let now = SystemTime::now();
+        let reason = format!("sidecar error: {panic}");
+        let failures = Some(FailureLog {
+            attempts: 0,
+            last: LastFailure::Error(reason.clone()),
+            first_at: now,
+            last_at: now,
+        });
+        let end = self.dead_letter(job, &failures, &reason).await;
+        self.finish(job, end);
+    }
+
+    /// Counts how `job` ended and marks it finished unless it was abandoned.
+    fn finish(&self, job: &Job, end: End) {
         match end {
             End::Abandoned => return,
             End::Delivered => {
@@ -100,7 +125,7 @@ impl Deliverer {
         self.tracker
             .lock()
             .expect("invariant: tracker lock never poisoned")
-            .finished(&r.tp, job.partition.epoch, r.offset);
+            .finished(&r.tp, job.epoch, r.offset);
     }
 
     async fn drive(&self, job: &Job) -> End {
@@ -196,7 +221,7 @@ impl Deliverer {
             _ = p.stop.cancelled() => return None,
             permit = self.permits.acquire() => permit.expect("invariant: the permit semaphore is never closed"),
         };
-        Stats::incr(&self.stats.in_flight);
+        let _in_flight = InFlight::start(&self.stats);
         let started = std::time::Instant::now();
         let outcome = tokio::select! {
             biased;
@@ -206,9 +231,6 @@ impl Deliverer {
         if outcome.is_some() {
             self.stats.metrics.attempt_took(started.elapsed());
         }
-        self.stats
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         outcome
     }
 
@@ -275,6 +297,23 @@ impl Deliverer {
     }
 }
 
+/// Counts one request in `Stats::in_flight` while it lives, however the request ends (a panic
+/// included: the gauge must not drift).
+struct InFlight<'a>(&'a Stats);
+
+impl<'a> InFlight<'a> {
+    fn start(stats: &'a Stats) -> Self {
+        Stats::incr(&stats.in_flight);
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -308,3 +347,6 @@ async fn sleep_unless(stop: &CancellationToken, wait: Duration) -> bool {
         _ = tokio::time::sleep(wait) => true,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,28 +5,43 @@
 //! partition's null-key lane), or one per record (`unordered`). Each non-empty lane has exactly
 //! one task working through it, so order within a lane holds by construction, while different
 //! lanes run in parallel (bounded elsewhere by the `maxInFlight` semaphore) — parallelism is not
-//! capped by the partition count. It never talks to Kafka or HTTP: it runs the `Process` it is
+//! capped by the partition count. It never talks to Kafka or HTTP: it runs the [`Work`] it is
 //! given. Every [`Job`] holds its partition's buffer budget until it is dropped, so "pending"
 //! counts exactly the records dispatched and not yet done or discarded.
+//!
+//! Lane supervision: a lane task is the only thing that takes records off its lane, so a task
+//! that died would leave its lane registered with records queued behind a dead task, its
+//! partition's commit pinned and nothing visibly wrong. So a panic while processing a record
+//! is caught in the lane (logged at ERROR, counted in `kcp_lane_panics_total`), the record is
+//! handed to [`Work::recover`] (which dead-letters it: see `deliver`), and the lane goes on with
+//! the next record. If recovering panics too, the record stays unfinished (never committed) and
+//! the replica is marked for restart ([`Stats::set_broken`]: `/healthz` fails, Kubernetes
+//! restarts the pod, the record is consumed again). Should a lane task end any other way, a
+//! drop guard removes its lane, so later records start a new task.
 
 use std::{
     collections::{HashMap, VecDeque},
     future::Future,
+    panic::AssertUnwindSafe,
     pin::Pin,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
     },
 };
 
 use bytes::Bytes;
+use futures::FutureExt;
 use kcp_crds::v1alpha1::Ordering;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
+use tracing::error;
 
 use crate::{
     offsets::Epoch,
     record::{Record, Tp},
+    stats::Stats,
+    unwind,
 };
 
 /// How many records (and bytes) may be taken from Kafka and not yet finished: per partition
@@ -234,6 +249,9 @@ impl PartitionState {
 pub struct Job {
     pub record: Record,
     pub partition: Arc<PartitionState>,
+    /// The epoch its completion is reported in: the partition's, unless the partition's log
+    /// moved backwards since it was assigned (`OffsetTracker::dispatched`).
+    pub epoch: Epoch,
     size: usize,
 }
 
@@ -244,9 +262,16 @@ impl Job {
         partition.total.take(size);
         Self {
             record,
+            epoch: partition.epoch,
             partition,
             size,
         }
+    }
+
+    /// The same job, reported in `epoch` (the one the tracker gave its offset).
+    pub fn in_epoch(mut self, epoch: Epoch) -> Self {
+        self.epoch = epoch;
+        self
     }
 }
 
@@ -262,7 +287,21 @@ impl Drop for Job {
 }
 
 /// Drives one record to its end (delivered, skipped, dead-lettered or abandoned).
-pub type Process = Arc<dyn Fn(Job) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub type Process = Arc<dyn Fn(Arc<Job>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Gives a record an outcome after [`Process`] panicked on it; gets the panic's message.
+pub type Recover =
+    Arc<dyn Fn(Arc<Job>, String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// What the lanes run for each record.
+#[derive(Clone)]
+pub struct Work {
+    pub process: Process,
+    /// Called instead of going on when `process` panicked. It must never let the commit pass the
+    /// record unless the record is delivered or dead-lettered: leaving it unfinished is safe
+    /// (it is consumed again), skipping it is not.
+    pub recover: Recover,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum LaneKey {
@@ -282,18 +321,20 @@ impl LaneKey {
 /// The lanes; cheap to call from the poll thread (a short mutex, no await).
 pub struct Dispatcher {
     ordering: Ordering,
-    process: Process,
+    work: Work,
     runtime: Handle,
+    stats: Arc<Stats>,
     /// A lane is present while its task runs; the deque holds the records waiting behind it.
     lanes: Mutex<HashMap<LaneKey, VecDeque<Job>>>,
 }
 
 impl Dispatcher {
-    pub fn new(ordering: Ordering, process: Process, runtime: Handle) -> Arc<Self> {
+    pub fn new(ordering: Ordering, work: Work, runtime: Handle, stats: Arc<Stats>) -> Arc<Self> {
         Arc::new(Self {
             ordering,
-            process,
+            work,
             runtime,
+            stats,
             lanes: Mutex::new(HashMap::new()),
         })
     }
@@ -308,9 +349,9 @@ impl Dispatcher {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LaneKey, VecDeque<Job>>> {
-        self.lanes
-            .lock()
-            .expect("invariant: lanes lock never poisoned")
+        // Every change under this lock is one insert, remove, push or pop: the map is whole even
+        // if a holder panicked, and the lane guard must be able to clean up during a panic.
+        self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues a record behind its lane, starting the lane's task if it is idle.
@@ -323,24 +364,44 @@ impl Dispatcher {
         }
         lanes.insert(key.clone(), VecDeque::new());
         drop(lanes);
-        let this = Arc::clone(self);
-        self.runtime
-            .spawn(async move { this.run_lane(key, job).await });
+        // The guard is made before the task, so it removes the lane even if the task is dropped
+        // before it first runs.
+        let lane = LaneGuard {
+            dispatcher: Arc::clone(self),
+            key,
+            armed: true,
+        };
+        self.runtime.spawn(lane.run(job));
     }
 
-    async fn run_lane(self: Arc<Self>, key: LaneKey, first: Job) {
-        let mut job = first;
-        loop {
-            (self.process)(job).await;
-            let mut lanes = self.lock();
-            match lanes.get_mut(&key).and_then(VecDeque::pop_front) {
-                Some(next) => job = next,
-                None => {
-                    lanes.remove(&key);
-                    return;
-                }
-            }
+    /// Runs one record; a panic hands it to [`Work::recover`] (see the module docs).
+    async fn run_one(&self, job: Job) {
+        let job = Arc::new(job);
+        let processed = AssertUnwindSafe((self.work.process)(Arc::clone(&job)))
+            .catch_unwind()
+            .await;
+        let Err(panic) = processed else {
+            return;
+        };
+        let panic = unwind::message(&*panic);
+        Stats::incr(&self.stats.lane_panics);
+        let r = &job.record;
+        error!(topic = %r.tp.topic, partition = r.tp.partition, offset = r.offset, %panic,
+            "Internal error processing a record (a bug: please report it); dead-lettering the record and going on with its lane");
+        let recovered = AssertUnwindSafe((self.work.recover)(Arc::clone(&job), panic))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = recovered {
+            let panic = unwind::message(&*panic);
+            Stats::incr(&self.stats.lane_panics);
+            error!(topic = %r.tp.topic, partition = r.tp.partition, offset = r.offset, %panic,
+                "Internal error again while dead-lettering the record; it stays uncommitted, and liveness now fails so that Kubernetes restarts the pod and the record is consumed again");
+            self.stats.set_broken(format!(
+                "record {} could not be processed nor dead-lettered: {panic}",
+                r.coordinates()
+            ));
         }
+        // Dropping the last handle on the job releases its buffer budget.
     }
 
     /// Discards the records of `tps` that have not started (they stay uncommitted and are
@@ -359,6 +420,55 @@ impl Dispatcher {
     /// Lanes with a running task.
     pub fn active_lanes(&self) -> usize {
         self.lock().len()
+    }
+}
+
+/// A lane's task: works through the lane, and removes it if the task ends without having done
+/// so (a panic in the lane's own code, or the task dropped). The records queued behind then stay
+/// unfinished, so nothing commits past them; after a panic the replica is marked for restart so
+/// that they are consumed again.
+struct LaneGuard {
+    dispatcher: Arc<Dispatcher>,
+    key: LaneKey,
+    armed: bool,
+}
+
+impl LaneGuard {
+    async fn run(mut self, first: Job) {
+        let d = Arc::clone(&self.dispatcher);
+        let mut job = first;
+        loop {
+            d.run_one(job).await;
+            let mut lanes = d.lock();
+            match lanes.get_mut(&self.key).and_then(VecDeque::pop_front) {
+                Some(next) => job = next,
+                None => {
+                    lanes.remove(&self.key);
+                    // Removed under the lock: a record submitted from now on starts a new task,
+                    // whose lane this guard must not touch.
+                    self.armed = false;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for LaneGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let queued = self.dispatcher.lock().remove(&self.key);
+        if std::thread::panicking() {
+            let tp = self.key.tp();
+            let dropped = queued.as_ref().map_or(0, VecDeque::len);
+            error!(%tp, dropped, "A lane task died; its queued records stay uncommitted and liveness now fails so that Kubernetes restarts the pod");
+            self.dispatcher
+                .stats
+                .set_broken(format!("a lane task of {tp} died"));
+        }
+        // `queued` drops here, outside the lock: each job releases its budget.
     }
 }
 

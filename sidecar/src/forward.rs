@@ -89,11 +89,8 @@ impl Forwarder {
     /// One HTTP request for `record`; `attempt` is 1-based.
     pub async fn attempt(&self, record: &Record, attempt: u32) -> Outcome {
         let started = Instant::now();
-        let outcome =
-            match tokio::time::timeout(self.request_timeout, self.send(record, attempt)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Outcome::Timeout,
-            };
+        let deadline = tokio::time::Instant::from_std(started) + self.request_timeout;
+        let outcome = self.send(record, attempt, deadline).await;
         let elapsed = started.elapsed();
         if let Some(slow) = self.slow_request
             && elapsed > slow
@@ -113,12 +110,18 @@ impl Forwarder {
         outcome
     }
 
-    async fn send(&self, record: &Record, attempt: u32) -> Outcome {
+    /// The request, bounded by `deadline` (`requestTimeout` after the start). The status line
+    /// and headers decide the outcome: once they are in, a reply whose body is still arriving
+    /// at the deadline is not a timeout (a 2xx is delivered, a 503 is a 503), the body is just
+    /// abandoned (hyper then closes the connection). Only with `bodyAck`, whose 2xx verdict is
+    /// in the body, does a body that did not arrive in time make the attempt a timeout.
+    async fn send(&self, record: &Record, attempt: u32, deadline: tokio::time::Instant) -> Outcome {
         let req = request::build(&self.target, record, attempt);
-        let resp = match self.client.request(req).await {
-            Ok(resp) => resp,
-            Err(e) if never_sent(&e) => return Outcome::Unreachable(error_chain(&e)),
-            Err(e) => return Outcome::Failed(error_chain(&e)),
+        let resp = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
+            Err(_) => return Outcome::Timeout,
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) if never_sent(&e) => return Outcome::Unreachable(error_chain(&e)),
+            Ok(Err(e)) => return Outcome::Failed(error_chain(&e)),
         };
         let status = resp.status().as_u16();
         let headers = resp.headers();
@@ -132,26 +135,22 @@ impl Forwarder {
             .and_then(|h| headers.get(h))
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let needs_body = self.policy.body_ack.is_some() && (200..300).contains(&status);
         // Read the body even when unused, so the connection goes back to the pool.
-        let body = match Limited::new(resp.into_body(), MAX_REPLY_BODY)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(e) if self.policy.body_ack.is_some() => {
+        let body = Limited::new(resp.into_body(), MAX_REPLY_BODY).collect();
+        let body = match tokio::time::timeout_at(deadline, body).await {
+            Ok(Ok(b)) if needs_body => b.to_bytes(),
+            Ok(Err(e)) if needs_body => {
                 return Outcome::Failed(format!("reading reply body: {e}"));
             }
-            Err(_) => Bytes::new(),
+            Err(_) if needs_body => return Outcome::Timeout,
+            _ => Bytes::new(),
         };
         Outcome::Response {
             status,
             retry_after,
             action,
-            body: if self.policy.body_ack.is_some() {
-                body
-            } else {
-                Bytes::new()
-            },
+            body,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! [`offsets`] (pure commit bookkeeping) → [`commit`] (the only code that commits). [`pipeline`]
 //! wires them and is the one entry point: [`Pipeline`] / [`run`]. [`stats`] is the observability
 //! handle; [`gate`] pauses consumption while the app does not answer; [`admin`] serves probes,
-//! [`metrics`] and status; [`telemetry`] sets up logs; [`demo`] is the self-contained demo. The delivery
+//! [`metrics`] and status; [`telemetry`] sets up logs; [`unwind`] catches the panics that must not stop it; [`demo`] is the self-contained demo. The delivery
 //! contract is written down in ARCHITECTURE.md ("The delivery contract").
 
 pub mod admin;
@@ -23,10 +23,12 @@ pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod record;
+pub mod reset;
 pub mod retry;
 pub mod serve;
 pub mod stats;
 pub mod telemetry;
+pub mod unwind;
 
 pub use pipeline::{Pipeline, PipelineError, run};
 pub use stats::{Stats, StatsSnapshot};

@@ -85,7 +85,8 @@ impl DeliveryMetrics {
     /// A record was delivered now: observe its end-to-end latency (when it has a timestamp).
     pub fn delivered(&self, record: &Record, now_ms: i64) {
         if let Some(ts) = record.timestamp {
-            let ms = (now_ms - ts).max(0);
+            // Saturating: a record's timestamp is whatever its producer wrote.
+            let ms = now_ms.saturating_sub(ts).max(0);
             self.end_to_end.observe(ms as f64 / 1000.0);
         }
     }
@@ -175,6 +176,24 @@ impl Collector for StatsCollector {
             "Dead-letter produce attempts that failed (the record stays uncommitted and is retried)",
             s.dead_letter_failures,
         )?;
+        counter(
+            &mut e,
+            "record_headers_unreadable",
+            "Kafka headers left out of a delivered record because their name is not UTF-8 (the request says how many in kcp-headers-unreadable)",
+            s.headers_unreadable,
+        )?;
+        counter(
+            &mut e,
+            "lane_panics",
+            "Panics caught while processing a record (a sidecar bug, logged at ERROR): the record is dead-lettered, or, when that fails too, kcp_restart_needed is set",
+            s.lane_panics,
+        )?;
+        gauge(
+            &mut e,
+            "restart_needed",
+            "1 when a record was left without an outcome after an internal error: /healthz fails so that Kubernetes restarts the pod",
+            i64::from(s.broken.is_some()),
+        )?;
         gauge(
             &mut e,
             "requests_in_flight",
@@ -192,6 +211,12 @@ impl Collector for StatsCollector {
             "commit_failures",
             "Offset commits refused or failed",
             s.commit_failures,
+        )?;
+        counter(
+            &mut e,
+            "offset_resets",
+            "Partitions whose position was out of range (records deleted by retention, a truncated or recreated topic) and resumed at the earliest retained record",
+            s.offset_resets,
         )?;
         counter(
             &mut e,

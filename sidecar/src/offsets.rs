@@ -63,8 +63,8 @@ pub enum Since {
 /// What [`OffsetTracker::dispatched`] did with an offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dispatched {
-    /// Now tracked as unfinished: deliver it.
-    Tracked,
+    /// Now tracked as unfinished: deliver it, and report its completion with this epoch.
+    Tracked(Epoch),
     /// The same offset is already unfinished (a re-fetch): do not deliver it twice.
     AlreadyUnfinished,
     /// The partition is not assigned: drop the record.
@@ -139,17 +139,32 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
         self.partitions.get(key).map(|p| p.epoch)
     }
 
-    /// Records that `offset` was handed out for delivery. Offsets normally arrive in increasing
-    /// order; a lower one (a re-fetch after a reset) is tracked too and holds the commit back.
+    /// Records that `offset` was handed out for delivery. Offsets arrive in increasing order
+    /// within one log. An offset below the highest dispatched that is not unfinished means the
+    /// partition's log moved backwards (truncated, recreated, or resumed at its earliest
+    /// retained record after an out-of-range position): everything tracked before belongs to
+    /// the old log and is forgotten, and a new epoch starts, so neither the old `highest` nor
+    /// an old record's completion can move the commit past a record of the new log.
     pub fn dispatched(&mut self, key: &K, offset: i64) -> Dispatched {
         let Some(p) = self.partitions.get_mut(key) else {
             return Dispatched::NotAssigned;
         };
-        if !p.unfinished.insert(offset) {
+        if p.unfinished.contains(&offset) {
             return Dispatched::AlreadyUnfinished;
         }
+        if p.highest.is_some_and(|h| offset < h) {
+            self.next_epoch += 1;
+            p.epoch = Epoch(self.next_epoch);
+            p.unfinished.clear();
+            p.highest = None;
+            // The group's committed offset is in the old log; the next commit must be sent
+            // even if it is lower.
+            p.committed = None;
+            p.requested = None;
+        }
+        p.unfinished.insert(offset);
         p.highest = Some(p.highest.map_or(offset, |h| h.max(offset)));
-        Dispatched::Tracked
+        Dispatched::Tracked(p.epoch)
     }
 
     /// Records that `offset` is finished (delivered, skipped or dead-lettered). Returns false when

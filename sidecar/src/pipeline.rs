@@ -29,13 +29,17 @@ use crate::{
     consumer::{ConsumerCtx, ConsumerError},
     deadletter::{DeadLetter, DeadLetterError},
     deliver::Deliverer,
-    dispatch::{Budget, Buffer, Dispatcher, Job, PartitionState, Process, Waker},
+    dispatch::{Budget, Buffer, Dispatcher, Job, PartitionState, Process, Recover, Waker, Work},
     forward::{Forwarder, TargetError},
     gate::Prober,
     offsets::OffsetTracker,
     record::Tp,
     stats::Stats,
+    telemetry::Throttle,
 };
+
+/// Records with unreadable header names are logged at most once per this period.
+const UNREADABLE_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// Why the pipeline could not run.
 #[derive(Debug, thiserror::Error)]
@@ -140,12 +144,24 @@ impl Pipeline {
             Arc::clone(&tracker),
             Arc::clone(&stats),
         ));
-        let process: Process = Arc::new(move |job: Job| {
+        let process: Process = {
+            let deliverer = Arc::clone(&deliverer);
+            Arc::new(move |job: Arc<Job>| {
+                let d = Arc::clone(&deliverer);
+                Box::pin(async move { d.process(&job).await })
+            })
+        };
+        let recover: Recover = Arc::new(move |job: Arc<Job>, panic: String| {
             let d = Arc::clone(&deliverer);
-            Box::pin(async move { d.process(job).await })
+            Box::pin(async move { d.recover(&job, &panic).await })
         });
         let shared = Arc::new(Shared {
-            dispatcher: Dispatcher::new(d.ordering, process, Handle::current()),
+            dispatcher: Dispatcher::new(
+                d.ordering,
+                Work { process, recover },
+                Handle::current(),
+                Arc::clone(&stats),
+            ),
             budget: Budget::for_max_in_flight(d.max_in_flight),
             total: Arc::new(Buffer::new(Budget::total_for_max_in_flight(
                 d.max_in_flight,
@@ -153,11 +169,14 @@ impl Pipeline {
             drain_timeout: d.drain_timeout.as_std(),
             commit_interval: d.commit_interval.as_std(),
             guarantee: d.guarantee,
+            initial_offset: config.kafka.initial_offset,
+            resets: Arc::default(),
             tracker,
             partitions: Mutex::new(Default::default()),
             queues: Mutex::new(Default::default()),
             consumer: OnceLock::new(),
             stats: Arc::clone(&stats),
+            unreadable_log: Throttle::new(UNREADABLE_LOG_PERIOD),
             stop: CancellationToken::new(),
             abort: self.abort.clone(),
         });
@@ -196,6 +215,10 @@ pub(crate) struct Shared {
     pub drain_timeout: Duration,
     pub commit_interval: Duration,
     pub guarantee: kcp_crds::v1alpha1::Guarantee,
+    /// Where a partition the group never committed on starts (`reset.rs`).
+    pub initial_offset: kcp_crds::v1alpha1::InitialOffset,
+    /// Out-of-range resets librdkafka reported, waiting for their partition's next record.
+    pub resets: Arc<crate::reset::Resets>,
     pub tracker: Arc<Mutex<OffsetTracker<Tp>>>,
     pub partitions: Mutex<std::collections::HashMap<Tp, Arc<PartitionState>>>,
     /// Each assigned partition's own librdkafka queue (only the poll thread uses them).
@@ -204,6 +227,8 @@ pub(crate) struct Shared {
     /// thread; weak, since the consumer holds this struct), and the poll thread's waker.
     pub consumer: OnceLock<(Weak<BaseConsumer<ConsumerCtx>>, Waker)>,
     pub stats: Arc<Stats>,
+    /// At most one WARN per period about records with unreadable header names.
+    pub unreadable_log: Throttle,
     /// Parent of every partition's stop token: fired at shutdown.
     pub stop: CancellationToken,
     /// Parent of every partition's abort token: fired on abort.

@@ -4,7 +4,8 @@
 //! `[0, 1)` and, for `Retry-After` dates, the current time), so every bound is unit-tested.
 //! Capped exponential backoff with full jitter: the n-th wait is uniform in
 //! `[0, min(maxBackoff, initialBackoff * multiplier^(n-1))]`. A `Retry-After` reply overrides
-//! the computed wait (bounded by [`RETRY_AFTER_CEILING`]).
+//! the computed wait (bounded by [`RETRY_AFTER_CEILING`]), with a floor and jitter of its own:
+//! see [`Backoff::next`].
 
 use std::time::{Duration, SystemTime};
 
@@ -55,12 +56,7 @@ impl Backoff {
 
     /// The wait after `failures` failures, with full jitter: `unit` is uniform in `[0, 1)`.
     pub fn delay(&self, failures: u32, unit: f64) -> Duration {
-        let unit = if unit.is_finite() {
-            unit.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        self.ceiling(failures).mul_f64(unit)
+        self.ceiling(failures).mul_f64(clamp_unit(unit))
     }
 
     /// The wait when `onExhausted: block` keeps retrying: always `maxBackoff`.
@@ -69,11 +65,29 @@ impl Backoff {
     }
 
     /// The wait before the next try: `Retry-After` when the app sent one, else jittered backoff.
+    ///
+    /// `Retry-After` is a minimum: the wait is `max(Retry-After, initialBackoff)` (at most
+    /// [`RETRY_AFTER_CEILING`]) plus up to `initialBackoff` of jitter. The floor keeps
+    /// `Retry-After: 0` or a date in the past from retrying at once, over and over (every
+    /// lane of a busy app at the same time); the jitter keeps records told the same time from
+    /// all coming back at the same instant.
     pub fn next(&self, failures: u32, retry_after: Option<Duration>, unit: f64) -> Duration {
         match retry_after {
-            Some(after) => after.min(RETRY_AFTER_CEILING),
+            Some(after) => after
+                .min(RETRY_AFTER_CEILING)
+                .max(self.initial)
+                .saturating_add(self.initial.mul_f64(clamp_unit(unit))),
             None => self.delay(failures, unit),
         }
+    }
+}
+
+/// A jitter sample forced into `[0, 1]` (NaN counts as 0).
+fn clamp_unit(unit: f64) -> f64 {
+    if unit.is_finite() {
+        unit.clamp(0.0, 1.0)
+    } else {
+        0.0
     }
 }
 
@@ -176,12 +190,39 @@ mod tests {
         let b = Backoff::new(ms(100), ms(1000), 2.0);
         assert_eq!(
             b.next(1, Some(Duration::from_secs(5)), 0.5),
-            Duration::from_secs(5)
+            Duration::from_secs(5) + ms(50),
+            "plus up to initialBackoff of jitter"
         );
         assert_eq!(
             b.next(1, Some(Duration::from_secs(1 << 40)), 0.5),
-            RETRY_AFTER_CEILING
+            RETRY_AFTER_CEILING + ms(50)
         );
         assert_eq!(b.next(2, None, 0.5), ms(100));
+    }
+
+    /// `Retry-After: 0` (or a date in the past) must not retry at once, and many records told
+    /// the same wait must not all retry at the same instant.
+    #[test]
+    fn retry_after_has_a_floor_and_jitter() {
+        let b = Backoff::new(ms(100), ms(1000), 2.0);
+        for unit in [0.0, 0.5, 0.999] {
+            let wait = b.next(1, Some(Duration::ZERO), unit);
+            assert!(
+                wait >= ms(100),
+                "unit {unit}: {wait:?} below initialBackoff"
+            );
+            assert!(wait <= ms(200), "unit {unit}: {wait:?}");
+        }
+        assert_ne!(
+            b.next(1, Some(Duration::ZERO), 0.0),
+            b.next(1, Some(Duration::ZERO), 0.9),
+            "jittered"
+        );
+        let five = Duration::from_secs(5);
+        assert_ne!(b.next(1, Some(five), 0.0), b.next(1, Some(five), 0.9));
+        assert!(
+            b.next(1, Some(five), 0.9) >= five,
+            "Retry-After is a minimum"
+        );
     }
 }

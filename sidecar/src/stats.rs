@@ -40,6 +40,8 @@ pub struct Stats {
     /// Synchronous commits acknowledged by Kafka / commits refused.
     pub commits: AtomicU64,
     pub commit_failures: AtomicU64,
+    /// Partitions whose position was out of range and resumed at the earliest retained record.
+    pub offset_resets: AtomicU64,
     /// Rebalance events (assign or revoke) seen.
     pub rebalances: AtomicU64,
     /// Times the poll loop stopped taking records because a buffer (one partition's, or all
@@ -52,6 +54,10 @@ pub struct Stats {
     pub buffered_records_peak: AtomicU64,
     /// Records in flight when a revoke or shutdown started draining (waited for, not dropped).
     pub drain_waited: AtomicU64,
+    /// Kafka headers left out of a record because their name could not be read (not UTF-8).
+    pub headers_unreadable: AtomicU64,
+    /// Panics caught while processing a record (a sidecar bug; `dispatch` supervises lanes).
+    pub lane_panics: AtomicU64,
     /// Whether the consumer currently holds an assignment from the group.
     pub joined: AtomicBool,
     /// App readiness: fetching is paused while it is closed.
@@ -63,6 +69,8 @@ pub struct Stats {
     /// Milliseconds after `started` of the poll loop's last tick.
     heartbeat_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Set when a record could not be given an outcome (see [`Stats::set_broken`]).
+    broken: Mutex<Option<String>>,
     partitions: Mutex<BTreeMap<Tp, PartitionStats>>,
 }
 
@@ -79,18 +87,22 @@ impl Default for Stats {
             in_flight: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
+            offset_resets: AtomicU64::new(0),
             rebalances: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
             buffered_records: AtomicU64::new(0),
             buffered_bytes: AtomicU64::new(0),
             buffered_records_peak: AtomicU64::new(0),
             drain_waited: AtomicU64::new(0),
+            headers_unreadable: AtomicU64::new(0),
+            lane_panics: AtomicU64::new(0),
             joined: AtomicBool::new(false),
             gate: Gate::default(),
             metrics: DeliveryMetrics::default(),
             started: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            broken: Mutex::new(None),
             partitions: Mutex::new(BTreeMap::new()),
         }
     }
@@ -131,12 +143,15 @@ pub struct StatsSnapshot {
     pub in_flight: u64,
     pub commits: u64,
     pub commit_failures: u64,
+    pub offset_resets: u64,
     pub rebalances: u64,
     pub pauses: u64,
     pub buffered_records: u64,
     pub buffered_bytes: u64,
     pub buffered_records_peak: u64,
     pub drain_waited: u64,
+    pub headers_unreadable: u64,
+    pub lane_panics: u64,
     pub joined: bool,
     /// Whether the app answers (readiness gate open).
     pub gate_open: bool,
@@ -149,6 +164,9 @@ pub struct StatsSnapshot {
     /// Time since the poll loop last ticked, in milliseconds.
     pub poll_age_ms: u64,
     pub last_error: Option<String>,
+    /// Why this replica must be restarted, when it must (liveness then fails).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
     /// Keyed by `<topic>/<partition>`.
     pub partitions: BTreeMap<String, PartitionStats>,
 }
@@ -200,6 +218,29 @@ impl Stats {
             .expect("invariant: stats lock never poisoned") = Some(error.into());
     }
 
+    /// Marks this replica as needing a restart: a record was left without an outcome (a panic
+    /// that could not be recovered), so its partition's commit cannot move past it until the
+    /// record is consumed again. Liveness (`/healthz`) fails from now on and Kubernetes restarts
+    /// the pod; nothing committed passes the record, so the restart loses nothing. The first
+    /// reason is kept.
+    pub fn set_broken(&self, reason: impl Into<String>) {
+        let mut broken = self
+            .broken
+            .lock()
+            .expect("invariant: stats lock never poisoned");
+        if broken.is_none() {
+            *broken = Some(reason.into());
+        }
+    }
+
+    /// Why this replica must be restarted, if it must.
+    pub fn broken(&self) -> Option<String> {
+        self.broken
+            .lock()
+            .expect("invariant: stats lock never poisoned")
+            .clone()
+    }
+
     pub fn partition_assigned(&self, tp: &Tp) {
         self.lock_partitions()
             .insert(tp.clone(), PartitionStats::default());
@@ -246,12 +287,15 @@ impl Stats {
             in_flight: self.in_flight.load(Relaxed),
             commits: self.commits.load(Relaxed),
             commit_failures: self.commit_failures.load(Relaxed),
+            offset_resets: self.offset_resets.load(Relaxed),
             rebalances: self.rebalances.load(Relaxed),
             pauses: self.pauses.load(Relaxed),
             buffered_records: self.buffered_records.load(Relaxed),
             buffered_bytes: self.buffered_bytes.load(Relaxed),
             buffered_records_peak: self.buffered_records_peak.load(Relaxed),
             drain_waited: self.drain_waited.load(Relaxed),
+            headers_unreadable: self.headers_unreadable.load(Relaxed),
+            lane_panics: self.lane_panics.load(Relaxed),
             joined: self.joined.load(Relaxed),
             gate_open: self.gate.is_open(),
             gate_paused: self.gate.paused_applied(),
@@ -263,6 +307,7 @@ impl Stats {
                 .lock()
                 .expect("invariant: stats lock never poisoned")
                 .clone(),
+            broken: self.broken(),
             partitions: self
                 .lock_partitions()
                 .iter()

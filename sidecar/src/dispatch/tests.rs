@@ -19,6 +19,17 @@ fn record(partition: i32, offset: i64, key: Option<&str>) -> Record {
         key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
         value: Bytes::new(),
         headers: vec![],
+        unreadable_headers: 0,
+    }
+}
+
+/// Work whose recovery must never be needed.
+fn work(process: Process) -> Work {
+    Work {
+        process,
+        recover: Arc::new(|job: Arc<Job>, panic: String| {
+            Box::pin(async move { panic!("unexpected recovery of {}: {panic}", job.record.offset) })
+        }),
     }
 }
 
@@ -29,7 +40,7 @@ struct Probe {
 }
 
 fn probe_process(probe: Arc<Probe>) -> Process {
-    Arc::new(move |job: Job| {
+    Arc::new(move |job: Arc<Job>| {
         let probe = Arc::clone(&probe);
         Box::pin(async move {
             let n = probe.now.fetch_add(1, Relaxed) + 1;
@@ -63,8 +74,9 @@ async fn run(
     });
     let d = Dispatcher::new(
         ordering,
-        probe_process(Arc::clone(&probe)),
+        work(probe_process(Arc::clone(&probe))),
         Handle::current(),
+        Arc::default(),
     );
     let mut tracker = OffsetTracker::new();
     let states: Vec<Arc<PartitionState>> = (0..2)
@@ -156,7 +168,7 @@ async fn discard_waiting_drops_queued_records_and_releases_budget() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let gate = Arc::new(tokio::sync::Notify::new());
     let g = Arc::clone(&gate);
-    let process: Process = Arc::new(move |job: Job| {
+    let process: Process = Arc::new(move |job: Arc<Job>| {
         let g = Arc::clone(&g);
         let tx = tx.clone();
         Box::pin(async move {
@@ -164,7 +176,12 @@ async fn discard_waiting_drops_queued_records_and_releases_budget() {
             tx.send(job.record.offset).expect("receiver alive");
         })
     });
-    let d = Dispatcher::new(Ordering::Partition, process, Handle::current());
+    let d = Dispatcher::new(
+        Ordering::Partition,
+        work(process),
+        Handle::current(),
+        Arc::default(),
+    );
     let tp = Tp::new("t", 0);
     let mut tracker = OffsetTracker::new();
     let state = Arc::new(PartitionState::new(
@@ -273,4 +290,159 @@ fn the_total_budget_does_not_grow_with_partitions() {
     assert_eq!(Budget::total_for_max_in_flight(1).max_records, 256);
     assert_eq!(Budget::total_for_max_in_flight(100).max_records, 400);
     assert_eq!(Budget::total_for_max_in_flight(100).max_bytes, 16 << 20);
+}
+
+/// A lane of partition 0 whose process panics on offset 1 and whose recovery does `recover`;
+/// returns what was processed (in order), what was recovered, the stats and the partition.
+async fn panicking_lane(
+    recover: impl Fn(i64) + Send + Sync + 'static,
+) -> (
+    Vec<i64>,
+    Vec<(i64, String)>,
+    Arc<Stats>,
+    Arc<Dispatcher>,
+    Arc<PartitionState>,
+) {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let (recovered_tx, mut recovered_rx) = mpsc::unbounded_channel();
+    let process: Process = Arc::new(move |job: Arc<Job>| {
+        let tx = done_tx.clone();
+        Box::pin(async move {
+            assert_ne!(job.record.offset, 1, "injected panic");
+            tx.send(job.record.offset).expect("receiver alive");
+        })
+    });
+    let recover = Arc::new(recover);
+    let recover: Recover = Arc::new(move |job: Arc<Job>, panic: String| {
+        let (tx, recover) = (recovered_tx.clone(), Arc::clone(&recover));
+        Box::pin(async move {
+            tx.send((job.record.offset, panic)).expect("receiver alive");
+            recover(job.record.offset);
+        })
+    });
+    let stats = Arc::new(Stats::default());
+    let d = Dispatcher::new(
+        Ordering::Partition,
+        Work { process, recover },
+        Handle::current(),
+        Arc::clone(&stats),
+    );
+    let tp = Tp::new("t", 0);
+    let mut tracker = OffsetTracker::new();
+    let state = Arc::new(PartitionState::new(
+        tp.clone(),
+        tracker.assign(tp.clone()),
+        CancellationToken::new(),
+        CancellationToken::new(),
+    ));
+    for o in 0..4 {
+        d.submit(Job::new(record(0, o, None), Arc::clone(&state)));
+    }
+    let mut done = Vec::new();
+    while done.len() < 3 {
+        // A bound against a hang, not a timing assertion.
+        let next = tokio::time::timeout(Duration::from_secs(30), done_rx.recv()).await;
+        done.push(
+            next.expect("records behind the panic are processed")
+                .expect("sender alive"),
+        );
+    }
+    let recovered = vec![recovered_rx.recv().await.expect("recovery called")];
+    assert!(recovered_rx.try_recv().is_err(), "one recovery");
+    (done, recovered, stats, d, state)
+}
+
+/// A panic while processing one record must not kill its lane: the record is handed to the
+/// recovery, the records queued behind it are still processed in order, the panic is counted
+/// and the lane is removed once empty.
+#[tokio::test]
+async fn a_panic_in_a_lane_recovers_the_record_and_the_lane_goes_on() {
+    let (done, recovered, stats, d, state) = panicking_lane(|_| {}).await;
+    assert_eq!(done, [0, 2, 3]);
+    assert_eq!(recovered.len(), 1);
+    let (offset, panic) = &recovered[0];
+    assert_eq!(*offset, 1);
+    assert!(panic.contains("injected panic"), "{panic}");
+    assert_eq!(stats.lane_panics.load(SeqCst), 1);
+    assert_eq!(stats.broken(), None, "recovered: no restart needed");
+    while d.active_lanes() > 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(state.pending(), (0, 0), "every job released its budget");
+}
+
+/// When recovering panics too, the record has no outcome: liveness fails so that Kubernetes
+/// restarts the pod (the record is uncommitted and consumed again), and the lane still goes on.
+#[tokio::test]
+async fn a_panic_while_recovering_fails_liveness_and_the_lane_goes_on() {
+    let (done, _, stats, _, _) =
+        panicking_lane(|offset| panic!("recovery of {offset} failed")).await;
+    assert_eq!(done, [0, 2, 3]);
+    assert_eq!(stats.lane_panics.load(SeqCst), 2);
+    let broken = stats.broken().expect("marked for restart");
+    assert!(
+        broken.contains("t/0/1") && broken.contains("recovery of 1 failed"),
+        "{broken}"
+    );
+    let admin = crate::admin::Admin::new(Arc::clone(&stats));
+    assert!(!admin.live(), "/healthz fails");
+}
+
+/// However a lane task ends — here it is dropped with its runtime, before it ran or in the
+/// middle of a record — its lane goes with it and every job releases its budget; before, the
+/// lane stayed registered for good, and later records queued behind nothing.
+#[test]
+fn a_lane_task_that_ends_early_takes_its_lane_with_it() {
+    for started in [false, true] {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let process: Process = Arc::new(move |_job: Arc<Job>| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                let _ = tx.send(());
+                std::future::pending::<()>().await;
+            })
+        });
+        let stats = Arc::new(Stats::default());
+        let d = Dispatcher::new(
+            Ordering::Partition,
+            work(process),
+            rt.handle().clone(),
+            Arc::clone(&stats),
+        );
+        let tp = Tp::new("t", 0);
+        let mut tracker = OffsetTracker::new();
+        let state = Arc::new(PartitionState::new(
+            tp.clone(),
+            tracker.assign(tp.clone()),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        ));
+        for o in 0..3 {
+            d.submit(Job::new(record(0, o, None), Arc::clone(&state)));
+        }
+        if started {
+            rt.block_on(rx.recv()).expect("the first record started");
+        }
+        assert_eq!(d.active_lanes(), 1);
+        drop(rt);
+        assert_eq!(
+            d.active_lanes(),
+            0,
+            "started {started}: the lane went with its task"
+        );
+        assert_eq!(
+            state.pending(),
+            (0, 0),
+            "started {started}: every job released its budget"
+        );
+        assert_eq!(
+            stats.broken(),
+            None,
+            "a task dropped at shutdown is not a failure"
+        );
+    }
 }

@@ -21,10 +21,11 @@ pub enum Outcome {
         retry_after: Option<Duration>,
         /// The value of the configured action header, if the reply had it.
         action: Option<String>,
-        /// The reply body (read only when `bodyAck` is configured; else empty).
+        /// The reply body (read only for a 2xx when `bodyAck` is configured; else empty).
         body: Bytes,
     },
-    /// No complete reply within `requestTimeout`.
+    /// No status line and headers within `requestTimeout` (with `bodyAck`, no complete body of
+    /// a 2xx either: its verdict is in the body).
     Timeout,
     /// The request never reached the app: connection refused, or closed before it was sent.
     Unreachable(String),

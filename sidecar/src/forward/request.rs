@@ -1,28 +1,37 @@
 //! Builds the HTTP request for one delivery attempt.
 //!
 //! Pure: a [`Target`] (from the endpoint config) and a [`Record`] give a `Request`. The body is
-//! the record value byte for byte. Headers (all lowercase on the wire):
+//! the record value byte for byte. Headers (all lowercase on the wire, all values ASCII):
 //!
 //! | header | value |
 //! |---|---|
 //! | `kcp-topic`, `kcp-partition`, `kcp-offset` | the record's coordinates |
 //! | `kcp-timestamp` | record timestamp, ms since the epoch (absent when the record has none) |
-//! | `kcp-key` | the key as is, when it is UTF-8 without control characters or edge whitespace |
+//! | `kcp-key` | the key as is, when it is printable ASCII without edge spaces |
 //! | `kcp-key-base64` | otherwise the key in standard base64 (neither header for a null key) |
+//! | `kcp-key-dropped` | instead of both, for a key over [`MAX_KEY_BYTES`]: its length in bytes |
 //! | `idempotency-key` | `<topic>/<partition>/<offset>` |
 //! | `kcp-group` | the consumer group |
 //! | `kcp-attempt` | 1-based attempt number (app-down waits do not count) |
-//! | `traceparent`, `tracestate` | passed through from Kafka headers of those names |
-//! | `kcp-h-<name>` | a Kafka header whose name is an HTTP token and whose value is plain text |
-//! | `kcp-hb-<name>` | same name rule, value in base64 (binary, control chars, edge whitespace) |
+//! | `traceparent`, `tracestate` | the first Kafka header of each name, when printable ASCII of at most [`MAX_TRACE_HEADER_BYTES`]; otherwise forwarded as `kcp-h-*` like any other |
+//! | `kcp-h-<name>` | a Kafka header whose name is an HTTP token and whose value is printable ASCII |
+//! | `kcp-hb-<name>` | same name rule, value in base64 (binary, non-ASCII, control chars, edge spaces) |
 //! | `kcp-hx-<hex of name>` | a Kafka header whose name is not an HTTP token; value in base64 |
 //! | `kcp-headers-dropped` | how many Kafka headers were not forwarded (over the limits below) |
+//! | `kcp-headers-unreadable` | how many Kafka headers were left out because their name is not UTF-8 (`record`) |
 //!
-//! HTTP header names are case-insensitive, so Kafka header names arrive lowercased. Duplicate Kafka
-//! headers become repeated HTTP headers, in order; a null value is sent as an empty value. At most [`MAX_FORWARDED_HEADERS`] Kafka
-//! headers and [`MAX_FORWARDED_HEADER_BYTES`] of their names and values are forwarded (common
-//! servers refuse more than ~100 headers or ~8-64 KiB); the dead-letter record keeps them all.
-//! Static `endpoint.headers` are set first; the `kcp-*` headers above win over them.
+//! Values are ASCII because HTTP gives other bytes no defined meaning (RFC 9110 §5.5: servers
+//! treat them as opaque, often as Latin-1), so a UTF-8 key would reach the app garbled: anything
+//! but printable ASCII travels in base64, under a name that says so. HTTP header names are
+//! case-insensitive, so Kafka header names arrive lowercased. Duplicate Kafka headers become
+//! repeated HTTP headers, in order; a null value is sent as an empty value. At most
+//! [`MAX_FORWARDED_HEADERS`] Kafka headers and [`MAX_FORWARDED_HEADER_BYTES`] of HTTP header names
+//! and values *as sent* (after the prefix, hex and base64) are forwarded (common servers refuse
+//! more than ~100 headers or ~8-64 KiB); the dead-letter record keeps them all. Everything else a
+//! record puts in the request is bounded too (the key by [`MAX_KEY_BYTES`], trace headers by
+//! [`MAX_TRACE_HEADER_BYTES`]), so no record can make a request that http refuses to build
+//! (its names stop at 64 KiB) or that the app's server refuses for its size. Static
+//! `endpoint.headers` are set first; the `kcp-*` headers above win over them.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
@@ -36,6 +45,12 @@ use crate::record::Record;
 pub const MAX_FORWARDED_HEADERS: usize = 64;
 /// At most this many bytes of Kafka header names and values become HTTP headers.
 pub const MAX_FORWARDED_HEADER_BYTES: usize = 32 * 1024;
+/// Keys longer than this are not sent (`kcp-key-dropped` says how long they were): base64
+/// makes it at most ~5.5 KiB on the wire.
+pub const MAX_KEY_BYTES: usize = 4096;
+/// `traceparent` and `tracestate` values longer than this are not passed through as such (the
+/// W3C Trace Context limit that tracers must propagate is 512 characters).
+pub const MAX_TRACE_HEADER_BYTES: usize = 512;
 
 /// Where and how records are sent; built once from the endpoint config.
 #[derive(Clone, Debug)]
@@ -97,10 +112,12 @@ impl Target {
     }
 }
 
-/// Whether bytes can travel as an HTTP header value unchanged: UTF-8, no control characters,
-/// no leading or trailing whitespace (which parsers strip).
+/// Whether bytes can travel as an HTTP header value unchanged: printable ASCII (space included),
+/// no leading or trailing space (which parsers strip).
 pub fn is_plain_value(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes).is_ok_and(|s| !s.chars().any(char::is_control) && s.trim() == s)
+    bytes.iter().all(|b| (0x20..0x7f).contains(b))
+        && bytes.first() != Some(&b' ')
+        && bytes.last() != Some(&b' ')
 }
 
 fn plain(bytes: &[u8]) -> Option<HeaderValue> {
@@ -120,21 +137,29 @@ fn number(n: impl std::fmt::Display) -> HeaderValue {
     HeaderValue::from_str(&n.to_string()).expect("invariant: a number is a valid header value")
 }
 
-/// The HTTP name and value a Kafka header travels as.
-pub fn forwarded_header(name: &str, value: Option<&[u8]>) -> (HeaderName, HeaderValue) {
+/// The HTTP name and value a Kafka header travels as; `None` when there is none (a name too
+/// long for an HTTP header name even once encoded: http caps names at 64 KiB).
+pub fn forwarded_header(name: &str, value: Option<&[u8]>) -> Option<(HeaderName, HeaderValue)> {
     let value_bytes = value.unwrap_or_default();
     if let Ok(n) = HeaderName::from_bytes(format!("kcp-h-{name}").as_bytes())
         && let Some(v) = plain(value_bytes)
     {
-        return (n, v);
+        return Some((n, v));
     }
     if let Ok(n) = HeaderName::from_bytes(format!("kcp-hb-{name}").as_bytes()) {
-        return (n, base64(value_bytes));
+        return Some((n, base64(value_bytes)));
     }
     let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
-    let n = HeaderName::from_bytes(format!("kcp-hx-{hex}").as_bytes())
-        .expect("invariant: hex digits form a valid header name");
-    (n, base64(value_bytes))
+    let n = HeaderName::from_bytes(format!("kcp-hx-{hex}").as_bytes()).ok()?;
+    Some((n, base64(value_bytes)))
+}
+
+/// The header a Kafka header of this name passes through as, when it is a trace header.
+fn trace_header(name: &str) -> Option<HeaderName> {
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .find(|t| name.eq_ignore_ascii_case(t))
+        .map(HeaderName::from_static)
 }
 
 /// The request for attempt `attempt` (1-based) of `record`.
@@ -153,6 +178,9 @@ pub fn build(target: &Target, record: &Record, attempt: u32) -> Request<Full<Byt
     }
     match record.key.as_deref() {
         None => {}
+        Some(key) if key.len() > MAX_KEY_BYTES => {
+            h.insert("kcp-key-dropped", number(key.len()));
+        }
         Some(key) => match plain(key) {
             Some(v) => {
                 h.insert("kcp-key", v);
@@ -173,26 +201,35 @@ pub fn build(target: &Target, record: &Record, attempt: u32) -> Request<Full<Byt
     let (mut count, mut bytes, mut dropped) = (0usize, 0usize, 0usize);
     for (name, value) in &record.headers {
         let value = value.as_deref();
-        if (name.eq_ignore_ascii_case("traceparent") || name.eq_ignore_ascii_case("tracestate"))
-            && let Some(v) = value.and_then(plain)
+        if let Some(trace) = trace_header(name)
+            && !h.contains_key(&trace)
+            && let Some(v) = value
+                .filter(|v| v.len() <= MAX_TRACE_HEADER_BYTES)
+                .and_then(plain)
         {
-            let n = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-                .expect("invariant: traceparent/tracestate are valid names");
-            h.entry(n).or_insert(v);
+            h.insert(trace, v);
             continue;
         }
-        let size = name.len() + value.map_or(0, <[u8]>::len);
-        if count >= MAX_FORWARDED_HEADERS || bytes + size > MAX_FORWARDED_HEADER_BYTES {
+        // Encoding never shrinks a header: one too large as is needs no encoding to be dropped.
+        let raw = name.len() + value.map_or(0, <[u8]>::len);
+        let forwarded = (count < MAX_FORWARDED_HEADERS
+            && bytes + raw <= MAX_FORWARDED_HEADER_BYTES)
+            .then(|| forwarded_header(name, value))
+            .flatten()
+            .filter(|(n, v)| bytes + n.as_str().len() + v.len() <= MAX_FORWARDED_HEADER_BYTES);
+        let Some((n, v)) = forwarded else {
             dropped += 1;
             continue;
-        }
+        };
         count += 1;
-        bytes += size;
-        let (n, v) = forwarded_header(name, value);
+        bytes += n.as_str().len() + v.len();
         h.append(n, v);
     }
     if dropped > 0 {
         h.insert("kcp-headers-dropped", number(dropped));
+    }
+    if record.unreadable_headers > 0 {
+        h.insert("kcp-headers-unreadable", number(record.unreadable_headers));
     }
 
     let mut request = Request::new(Full::new(record.value.clone()));

@@ -70,6 +70,7 @@ fn record() -> Record {
         key: None,
         value: Bytes::from_static(b"v"),
         headers: vec![],
+        unreadable_headers: 0,
     }
 }
 
@@ -135,4 +136,59 @@ async fn refused_connection_is_unreachable() {
     let outcome = f.attempt(&record(), 1).await;
     assert!(matches!(outcome, Outcome::Unreachable(_)), "{outcome:?}");
     assert_eq!(classify(&outcome, f.policy()), Decision::AppDown);
+}
+
+/// A 2xx whose body is slow to arrive was delivered: the status decides, not the body (unless
+/// `bodyAck` needs it). Before, the request timeout fired while reading the body and the
+/// record was sent again.
+#[tokio::test]
+async fn a_2xx_with_a_slow_body_is_delivered() {
+    use futures::stream::{self, StreamExt};
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(|_req: Request<Incoming>| async {
+                    // The first bytes of the body, then nothing: the body never ends.
+                    let body = stream::once(async {
+                        Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"{\"err")))
+                    })
+                    .chain(stream::pending());
+                    Ok::<_, Infallible>(Response::new(StreamBody::new(body)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let url = format!("http://{addr}/x");
+    let f = Forwarder::new(&endpoint(url.clone()), "g", 1).expect("forwarder");
+    let outcome = f.attempt(&record(), 1).await;
+    assert!(
+        matches!(outcome, Outcome::Response { status: 200, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(classify(&outcome, f.policy()), Decision::Delivered);
+
+    // With bodyAck the body decides, and it never came: not delivered.
+    let mut e = endpoint(url);
+    e.body_ack = Some(BodyAck {
+        pointer: "/errno".into(),
+        equals: "0".into(),
+    });
+    let f = Forwarder::new(&e, "g", 1).expect("forwarder");
+    let outcome = f.attempt(&record(), 1).await;
+    assert_ne!(
+        classify(&outcome, f.policy()),
+        Decision::Delivered,
+        "{outcome:?}"
+    );
 }

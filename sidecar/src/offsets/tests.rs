@@ -22,7 +22,7 @@ fn commit_stops_at_lowest_unfinished_across_gaps() {
     let mut t = OffsetTracker::new();
     let e = t.assign("p0");
     for o in [10, 13, 20] {
-        assert_eq!(t.dispatched(&"p0", o), Dispatched::Tracked);
+        assert!(matches!(t.dispatched(&"p0", o), Dispatched::Tracked(_)));
     }
     assert!(t.finished(&"p0", e, 13));
     assert_eq!(t.committable(&"p0"), Some(NextOffset::at(10)));
@@ -51,7 +51,7 @@ fn stale_epoch_and_unknown_partitions_change_nothing() {
 fn a_refetched_unfinished_offset_is_not_tracked_twice() {
     let mut t = OffsetTracker::new();
     t.assign("p0");
-    assert_eq!(t.dispatched(&"p0", 7), Dispatched::Tracked);
+    assert!(matches!(t.dispatched(&"p0", 7), Dispatched::Tracked(_)));
     assert_eq!(t.dispatched(&"p0", 7), Dispatched::AlreadyUnfinished);
 }
 
@@ -136,7 +136,7 @@ proptest! {
         let mut unfinished: Vec<i64> = Vec::new();
         let step = |t: &mut OffsetTracker<u8>, dispatch: bool, pick: usize, dispatched: &mut usize, unfinished: &mut Vec<i64>| -> Result<(), TestCaseError> {
             if (dispatch || unfinished.is_empty()) && *dispatched < offsets.len() {
-                prop_assert_eq!(t.dispatched(&0, offsets[*dispatched]), Dispatched::Tracked);
+                prop_assert!(matches!(t.dispatched(&0, offsets[*dispatched]), Dispatched::Tracked(_)));
                 unfinished.push(offsets[*dispatched]);
                 *dispatched += 1;
             } else if !unfinished.is_empty() {
@@ -158,4 +158,35 @@ proptest! {
         prop_assert_eq!(t.committable(&0), Some(NextOffset::after(highest)));
         prop_assert_eq!(t.unfinished(&0), 0);
     }
+}
+
+/// After log truncation or a recreated topic the partition's offsets start again below what was
+/// dispatched. The old `highest` must not let a commit jump over records of the new log.
+#[test]
+fn a_backward_move_forgets_the_old_log_and_never_commits_past_the_new_one() {
+    let mut t = OffsetTracker::new();
+    let old = t.assign("p0");
+    for o in 100..=105 {
+        assert_eq!(t.dispatched(&"p0", o), Dispatched::Tracked(old));
+    }
+    for o in 100..=104 {
+        assert!(t.finished(&"p0", old, o));
+    }
+    // 105 is still in flight when the log restarts at 3.
+    let Dispatched::Tracked(new) = t.dispatched(&"p0", 3) else {
+        panic!("a backward move is tracked");
+    };
+    assert_ne!(new, old, "a backward move starts a new epoch");
+    assert_eq!(t.committable(&"p0"), Some(NextOffset::at(3)));
+    assert!(
+        !t.finished(&"p0", old, 105),
+        "the old log's completion is ignored"
+    );
+    assert_eq!(t.committable(&"p0"), Some(NextOffset::at(3)));
+    assert!(t.finished(&"p0", new, 3));
+    assert_eq!(
+        t.committable(&"p0"),
+        Some(NextOffset::after(3)),
+        "commit follows the new log, not the old highest (105)"
+    );
 }

@@ -28,7 +28,7 @@ use rdkafka::{
     message::BorrowedMessage,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{PipelineError, Shared};
 use crate::{
@@ -63,6 +63,8 @@ pub(super) fn run(
     let ctx = ConsumerCtx {
         handler: Arc::clone(&shared) as _,
         stats: Arc::clone(&shared.stats),
+        initial_offset: shared.initial_offset,
+        resets: Arc::clone(&shared.resets),
     };
     let mut consumer: BaseConsumer<ConsumerCtx> = config
         .create_with_context(ctx)
@@ -305,19 +307,40 @@ fn accept(
     let tp = &state.tp;
     let record = Record::from_message(message, &tp.topic);
     Stats::incr(&shared.stats.received);
-    {
+    if let Some(r) = shared.resets.resumed(tp, record.offset) {
+        Stats::incr(&shared.stats.offset_resets);
+        error!(%tp, was = r.was, resumed_at = r.at, removed = r.removed,
+            "Position out of range: resumed at the earliest retained record; `removed` records were deleted (retention, a truncated or recreated topic) before they were delivered");
+        shared.stats.set_last_error(format!(
+            "{tp}: position {} out of range, resumed at {} ({} records removed before delivery)",
+            r.was, r.at, r.removed
+        ));
+    }
+    if record.unreadable_headers > 0 {
+        // Delivered without those headers (see `record`); said once per period, not per record.
+        shared
+            .stats
+            .headers_unreadable
+            .fetch_add(record.unreadable_headers as u64, Relaxed);
+        if let Some(suppressed) = shared.unreadable_log.allow() {
+            warn!(%tp, offset = record.offset, headers = record.unreadable_headers, suppressed,
+                "Record has Kafka headers whose name is not UTF-8; delivering it without them (kcp-headers-unreadable tells the app; at most one such line per 10s, `suppressed` records since the last)");
+        }
+    }
+    let epoch = {
         let mut tracker = shared
             .tracker
             .lock()
             .expect("invariant: tracker lock never poisoned");
-        match tracker.dispatched(tp, record.offset) {
-            Dispatched::Tracked => {}
+        let epoch = match tracker.dispatched(tp, record.offset) {
+            Dispatched::Tracked(epoch) => epoch,
             Dispatched::AlreadyUnfinished | Dispatched::NotAssigned => return,
-        }
+        };
         if shared.guarantee == Guarantee::AtMostOnce {
-            tracker.finished(tp, state.epoch, record.offset);
+            tracker.finished(tp, epoch, record.offset);
         }
-    }
+        epoch
+    };
     if shared.guarantee == Guarantee::AtMostOnce {
         // At most once: the commit past this record is acknowledged before it is forwarded.
         if let Err(e) = commit::commit_sync(
@@ -333,7 +356,7 @@ fn accept(
     }
     shared
         .dispatcher
-        .submit(Job::new(record, Arc::clone(state)));
+        .submit(Job::new(record, Arc::clone(state)).in_epoch(epoch));
 }
 
 /// Applies the readiness gate (`gate.rs`) to the consumer: while the app does not answer, every

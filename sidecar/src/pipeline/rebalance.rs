@@ -4,7 +4,10 @@
 //! revocation only when [`RebalanceHandler::revoking`] returns. Revoke sequence: stop dispatching
 //! the revoked partitions (records not started are discarded, uncommitted) → wait for in-flight
 //! records up to `drainTimeout` (then abort them: they stay uncommitted) → commit synchronously
-//! → forget the partitions → return. Never spawns, never panics.
+//! → forget the partitions → return. A *lost* assignment (the session expired, so another
+//! member may own the partitions already) skips the wait and the commit: in-flight requests are
+//! aborted at once, so the same key never runs here and at the new owner for longer than it
+//! takes to notice. Never spawns, never panics.
 
 use std::{
     sync::{Arc, atomic::Ordering::Relaxed},
@@ -95,10 +98,40 @@ impl RebalanceHandler for Shared {
                 queues.remove(tp);
             }
         }
-        self.drain(&states);
+        if lost {
+            // The session expired: another member may own these partitions already and be
+            // delivering the same records. Stop at once instead of draining in parallel with
+            // it; what was in flight stays uncommitted and is delivered again by the owner.
+            let in_flight: usize = states.iter().map(|s| s.pending().0).sum();
+            if in_flight > 0 {
+                warn!(
+                    partitions = tps.len(),
+                    in_flight,
+                    "Assignment lost (session expired): abandoning in-flight records; their new owner delivers them again"
+                );
+            }
+            for s in &states {
+                s.stop.cancel();
+                s.abort.cancel();
+            }
+            self.dispatcher.discard_waiting(tps);
+        } else {
+            self.drain(&states);
+        }
         // A lost assignment belongs to someone else already: a commit would be refused.
         if !lost && !self.abort.is_cancelled() {
-            match commit::commit_sync(consumer, &self.tracker, Some(tps), &self.stats) {
+            let result = match self.consumer.get().and_then(|(c, _)| c.upgrade()) {
+                Some(c) => commit::commit_sync_within(
+                    &c,
+                    &self.tracker,
+                    Some(tps),
+                    &self.stats,
+                    commit::SYNC_COMMIT_TIMEOUT,
+                ),
+                // The consumer is being closed: commit on this thread.
+                None => commit::commit_sync(consumer, &self.tracker, Some(tps), &self.stats),
+            };
+            match result {
                 Ok(committed) => info!(
                     partitions = tps.len(),
                     committed, "Committed revoked partitions"

@@ -304,7 +304,8 @@ async fn binary_sigterm_drains_and_a_second_signal_exits_at_once() {
         .await;
     let cfg = config(&kafka.bootstrap, &topic, &group, &app.url(), |c| {
         c["delivery"]["commitInterval"] = json!("1h");
-        c["delivery"]["drainTimeout"] = json!("1h");
+        // Longer than the test waits (and within max.poll.interval.ms, as the config requires).
+        c["delivery"]["drainTimeout"] = json!("250s");
         c["log"]["level"] = json!("warn");
     });
     let path = write_config(&cfg);

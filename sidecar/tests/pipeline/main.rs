@@ -2,11 +2,15 @@
 //! and in-process recording HTTP apps. Each test asserts what a user would notice: records
 //! delivered, order, committed offsets, dead-letter contents. No test asserts a duration.
 
+mod arbitrary;
 mod binary;
 mod exhausted;
 mod failures;
 mod faults;
+mod headers;
 mod lifecycle;
+mod lost;
 mod ordering;
+mod retention;
 mod support;
 mod tls;

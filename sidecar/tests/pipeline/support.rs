@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod kafka;
+pub mod raw;
 
 use std::{
     future::Future,

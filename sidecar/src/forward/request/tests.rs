@@ -48,6 +48,7 @@ fn record() -> Record {
             ),
             ("tracestate".into(), Some(Bytes::from_static(b"k=v"))),
         ],
+        unreadable_headers: 0,
     }
 }
 
@@ -69,7 +70,11 @@ async fn request_carries_coordinates_headers_and_exact_body() {
     assert_eq!(get(&r, "kcp-partition"), Some("3"));
     assert_eq!(get(&r, "kcp-offset"), Some("42"));
     assert_eq!(get(&r, "kcp-timestamp"), Some("1700000000123"));
-    assert_eq!(r.headers()["kcp-key"].as_bytes(), "clé-1".as_bytes());
+    assert_eq!(
+        get(&r, "kcp-key-base64"),
+        Some(STANDARD.encode("clé-1").as_str()),
+        "not ASCII: base64"
+    );
     assert_eq!(get(&r, "idempotency-key"), Some("orders/3/42"));
     assert_eq!(get(&r, "kcp-group"), Some("grp"));
     assert_eq!(
@@ -179,4 +184,110 @@ fn other_schemes_and_bad_static_headers_are_refused() {
         Target::from_config(&e, "g"),
         Err(TargetError::Header(_))
     ));
+}
+
+#[test]
+fn non_ascii_keys_and_values_are_sent_in_base64() {
+    let target = Target::from_config(&endpoint(), "grp").expect("valid target");
+    let mut rec = record();
+    rec.key = Some(Bytes::from_static("clé-1".as_bytes()));
+    rec.headers = vec![("city".into(), Some(Bytes::from_static("Zürich".as_bytes())))];
+    let r = build(&target, &rec, 1);
+    assert_eq!(get(&r, "kcp-key"), None, "raw UTF-8 bytes in a header");
+    assert_eq!(
+        get(&r, "kcp-key-base64"),
+        Some(STANDARD.encode("clé-1").as_str())
+    );
+    assert_eq!(get(&r, "kcp-h-city"), None);
+    assert_eq!(
+        get(&r, "kcp-hb-city"),
+        Some(STANDARD.encode("Zürich").as_str())
+    );
+    for (_, v) in r.headers() {
+        assert!(v.as_bytes().is_ascii(), "{v:?}");
+    }
+}
+
+#[test]
+fn a_key_over_the_cap_is_not_sent_and_its_size_is() {
+    let target = Target::from_config(&endpoint(), "grp").expect("valid target");
+    let mut rec = record();
+    rec.key = Some(Bytes::from(vec![b'k'; MAX_KEY_BYTES]));
+    let r = build(&target, &rec, 1);
+    assert_eq!(get(&r, "kcp-key").map(str::len), Some(MAX_KEY_BYTES));
+    rec.key = Some(Bytes::from(vec![b'k'; 100_000]));
+    let r = build(&target, &rec, 1);
+    assert!(get(&r, "kcp-key").is_none(), "a 100 kB kcp-key was sent");
+    assert!(get(&r, "kcp-key-base64").is_none());
+    assert_eq!(get(&r, "kcp-key-dropped"), Some("100000"));
+}
+
+#[test]
+fn trace_headers_over_the_cap_are_ordinary_headers() {
+    let target = Target::from_config(&endpoint(), "grp").expect("valid target");
+    let mut rec = record();
+    let long = "k=v,".repeat(25_000);
+    rec.headers = vec![
+        ("tracestate".into(), Some(Bytes::from(long))),
+        (
+            "traceparent".into(),
+            Some(Bytes::from_static(b"00-abc-def-01")),
+        ),
+    ];
+    let r = build(&target, &rec, 1);
+    assert!(
+        get(&r, "tracestate").is_none(),
+        "a 100 kB tracestate was sent"
+    );
+    assert!(get(&r, "kcp-h-tracestate").is_none());
+    assert_eq!(get(&r, "kcp-headers-dropped"), Some("1"));
+    assert_eq!(get(&r, "traceparent"), Some("00-abc-def-01"));
+}
+
+/// Every header a record can produce fits http's limits (no panic) and the forwarded ones stay
+/// within the byte cap as sent: names from 1 byte to past 64 KiB, tokens or not.
+#[test]
+fn header_names_up_to_and_past_every_limit_never_panic() {
+    let target = Target::from_config(&endpoint(), "grp").expect("valid target");
+    for len in [
+        1, 32_762, 32_764, 32_765, 32_766, 32_768, 32_769, 65_535, 65_536, 70_000,
+    ] {
+        for filler in ["z", " ", "é"] {
+            let mut name = "x".to_owned();
+            while name.len() < len {
+                name.push_str(filler);
+            }
+            let mut rec = record();
+            rec.headers = vec![
+                (name.clone(), None),
+                ("after".into(), Some(Bytes::from_static(b"1"))),
+            ];
+            let r = build(&target, &rec, 1);
+            let forwarded: Vec<usize> = r
+                .headers()
+                .iter()
+                .filter(|(n, _)| {
+                    ["kcp-h-", "kcp-hb-", "kcp-hx-"]
+                        .iter()
+                        .any(|p| n.as_str().starts_with(p))
+                })
+                .map(|(n, v)| n.as_str().len() + v.len())
+                .collect();
+            let bytes: usize = forwarded.iter().sum();
+            assert!(
+                bytes <= MAX_FORWARDED_HEADER_BYTES,
+                "{len} {filler:?}: {bytes}"
+            );
+            let dropped: usize =
+                get(&r, "kcp-headers-dropped").map_or(0, |d| d.parse().expect("a count"));
+            assert_eq!(
+                forwarded.len() + dropped,
+                2,
+                "{len} {filler:?}: each forwarded or counted"
+            );
+            if len > MAX_FORWARDED_HEADER_BYTES {
+                assert_eq!(get(&r, "kcp-h-after"), Some("1"), "{len} {filler:?}");
+            }
+        }
+    }
 }
