@@ -476,6 +476,9 @@ impl SidecarConfig {
         if d.max_in_flight == 0 {
             p.push("delivery.maxInFlight must be at least 1".into());
         }
+        if d.guarantee == Guarantee::AtMostOnce && d.on_exhausted == OnExhausted::Block {
+            p.push("delivery.onExhausted: block sends a failing record again forever, which guarantee: atMostOnce forbids; use skip or deadLetter".into());
+        }
         if d.commit_interval.as_std().is_zero() {
             p.push("delivery.commitInterval must be longer than 0s".into());
         }

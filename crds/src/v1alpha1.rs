@@ -382,6 +382,11 @@ pub enum HttpMethod {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("!has(self.commitInterval) || duration(self.commitInterval) > duration('0s')")
     .message("delivery.commitInterval must be longer than 0s"))]
+#[x_kube(validation = Rule::new(
+    "!(has(self.guarantee) && self.guarantee == 'atMostOnce' && has(self.onExhausted) && self.onExhausted == 'block')"
+).message(
+    "delivery.onExhausted: block sends a failing record again forever, which guarantee: atMostOnce forbids; use skip or deadLetter"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct DeliverySpec {
     /// `partition` (default): one request in flight per partition, in offset order.
@@ -397,7 +402,11 @@ pub struct DeliverySpec {
     pub max_in_flight: i32,
 
     /// `atLeastOnce` (default): commit only after delivery; never loses a record, may repeat
-    /// some after a crash. `atMostOnce`: commit before delivery; may lose records, never repeats.
+    /// some after a crash. `atMostOnce`: each round of records is committed before it is sent,
+    /// and a request that may have reached the app (any answer, or a timeout) is never sent
+    /// again: a failure goes straight to `onExhausted` (`skip` or `deadLetter`; not `block`).
+    /// A crash or a revocation may lose what was committed and not yet delivered; nothing is
+    /// delivered twice.
     #[serde(default)]
     pub guarantee: Guarantee,
 
@@ -417,7 +426,9 @@ pub struct DeliverySpec {
     pub retry: RetrySpec,
 
     /// What happens to a record whose retries ran out, or that the endpoint refused as bad:
-    /// `deadLetter` (default), `skip`, or `block` (retry forever; only its partition or key waits).
+    /// `deadLetter` (default), `skip`, or `block` (retry forever; only its partition or key waits,
+    /// until the records held behind blocked ones reach the sidecar's bound: then their whole
+    /// partition waits, which the sidecar reports; nothing is skipped).
     #[serde(default)]
     pub on_exhausted: OnExhausted,
 

@@ -191,14 +191,21 @@ impl ClientContext for ConsumerCtx {
 
     /// librdkafka's statistics: records each assigned partition's `consumer_lag`.
     fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut queued = Vec::new();
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 {
-                    self.stats
-                        .set_lag(&Tp::new(topic.as_str(), *partition), p.consumer_lag);
+                    let tp = Tp::new(topic.as_str(), *partition);
+                    self.stats.set_lag(&tp, p.consumer_lag);
+                    queued.push((tp, p.fetchq_cnt));
                 }
             }
         }
+        let unassigned = unassigned_queued(&queued, |tp| self.stats.is_assigned(tp));
+        self.stats
+            .unassigned_fetch_queued
+            .store(unassigned, std::sync::atomic::Ordering::Relaxed);
+        Stats::incr(&self.stats.librdkafka_reports);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -310,6 +317,16 @@ impl ConsumerCtx {
             }
         }
     }
+}
+
+/// Records librdkafka queues (`fetchq_cnt` per partition in its statistics) for partitions
+/// this replica does not hold: what a revoked partition's undrained queue would pin.
+pub fn unassigned_queued(queued: &[(Tp, i64)], assigned: impl Fn(&Tp) -> bool) -> u64 {
+    queued
+        .iter()
+        .filter(|(tp, _)| !assigned(tp))
+        .map(|(_, n)| (*n).max(0) as u64)
+        .sum()
 }
 
 /// librdkafka's own log lines, at a matching level. Its "errors" (a broker unreachable) are

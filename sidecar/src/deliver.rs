@@ -188,9 +188,17 @@ impl Deliverer {
                     attempts += 1;
                     down_waits = 0;
                     FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
-                    if self.max_attempts != 0 && attempts >= self.max_attempts {
-                        let reason =
-                            format!("retries exhausted: {}", describe(&last_failure(&outcome)));
+                    // At most once: the app may have received this request (it answered, or
+                    // did not answer in time), so it is never sent again. A refused connection
+                    // is `AppDown` above: never delivered, so waiting for the app is safe.
+                    let at_most_once = self.guarantee == Guarantee::AtMostOnce;
+                    if at_most_once || (self.max_attempts != 0 && attempts >= self.max_attempts) {
+                        let why = if at_most_once {
+                            "not retried (atMostOnce)"
+                        } else {
+                            "retries exhausted"
+                        };
+                        let reason = format!("{why}: {}", describe(&last_failure(&outcome)));
                         match self
                             .exhausted(job, &failures, &reason, &mut blocked_logged)
                             .await

@@ -18,6 +18,21 @@
 //! the replica is marked for restart ([`Stats::set_broken`]: `/healthz` fails, Kubernetes
 //! restarts the pod, the record is consumed again). Should a lane task end any other way, a
 //! drop guard removes its lane, so later records start a new task.
+//!
+//! Held lanes (what keeps a record that never finishes from stalling more than its lane): a lane
+//! whose current record has not finished for [`HOLD_AFTER`] (`onExhausted: block`, `maxAttempts:
+//! 0` on a persistent failure, a dead-letter produce that keeps failing, a request that never
+//! ends) is **held**: its records, the current one included, are moved from the working buffer
+//! to the parked one (`buffer`), and records that join it later are parked at once, until the
+//! lane starts its next record. Working room, which the poll thread keeps for records that move,
+//! is thus never taken for good by records that do not. Parked records have their own bound per
+//! partition and for all partitions together; a lane is not held past it (its records stay
+//! working), and the poll thread stops reading the partitions that would park more
+//! ([`Dispatcher::stall`]), which is reported. In `partition` order a held lane is its whole
+//! partition: the partition is not read until its record finishes, and only its own records wait.
+//! Holding only moves accounting: no record is dropped, reordered or skipped.
+
+mod buffer;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -25,9 +40,10 @@ use std::{
     panic::AssertUnwindSafe,
     pin::Pin,
     sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
+        Arc, Mutex, PoisonError, Weak,
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst},
     },
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -37,53 +53,27 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+pub use self::buffer::{Budget, Buffer, PARKED_FACTOR};
 use crate::{
     offsets::Epoch,
     record::{Record, Tp},
-    stats::Stats,
+    stats::{Stall, Stats},
+    telemetry::Throttle,
     unwind,
 };
 
-/// How many records (and bytes) may be taken from Kafka and not yet finished: per partition
-/// ([`Budget::for_max_in_flight`]) and for the whole sidecar ([`Budget::total_for_max_in_flight`]).
-/// The poll thread stops taking records when a buffer is full and starts again once it is half
-/// empty. Meanwhile librdkafka keeps at most its own small prefetch queue per partition (see
-/// `consumer::CONSUMER_DEFAULTS`) and stops fetching; nothing is paused or thrown away.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Budget {
-    pub max_records: usize,
-    pub max_bytes: usize,
-}
-
-impl Budget {
-    /// One partition: enough buffered records for `max_in_flight` parallel requests on it,
-    /// twice over.
-    pub fn for_max_in_flight(max_in_flight: u32) -> Self {
-        Self {
-            max_records: (max_in_flight as usize).saturating_mul(2).max(64),
-            max_bytes: 4 * 1024 * 1024,
-        }
-    }
-
-    /// All partitions together: what bounds memory whatever the number of assigned partitions.
-    pub fn total_for_max_in_flight(max_in_flight: u32) -> Self {
-        Self {
-            max_records: (max_in_flight as usize).saturating_mul(4).max(256),
-            max_bytes: 16 * 1024 * 1024,
-        }
-    }
-
-    /// Stop taking records at this point.
-    pub fn is_full(&self, records: usize, bytes: usize) -> bool {
-        records >= self.max_records || bytes >= self.max_bytes
-    }
-
-    /// Take records again at this point (half empty: avoids stopping and starting on every
-    /// record).
-    pub fn has_room(&self, records: usize, bytes: usize) -> bool {
-        records <= self.max_records / 2 && bytes <= self.max_bytes / 2
-    }
-}
+/// A lane whose current record has not finished for this long is held (see the module docs).
+/// Longer than the default retries take to give up (at most 15 s of backoff), so a record that
+/// only needed retries is rarely held; short enough that other keys of a partition wait at most
+/// this long (plus half a second) behind a key that got blocked.
+pub const HOLD_AFTER: Duration = Duration::from_secs(20);
+/// How often the poll thread looks for lanes to hold.
+const HOLD_CHECK: Duration = Duration::from_millis(500);
+/// The hold clock restarts when the poll thread did not look for this long (the app was not
+/// ready, a revoke was draining): records that waited for the app are not held for it.
+const HOLD_GAP: Duration = Duration::from_secs(1);
+/// At most one log line per partition and period about it being stalled.
+const STALL_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// Wakes the poll thread when it may have work: a record arrived, a full buffer has room again.
 /// Without a thread (unit tests) it does nothing.
@@ -103,88 +93,6 @@ impl Waker {
     }
 }
 
-/// Records and bytes taken and not yet finished, against a [`Budget`].
-#[derive(Debug)]
-pub struct Buffer {
-    budget: Budget,
-    records: AtomicUsize,
-    bytes: AtomicUsize,
-    /// Set by the poll thread when it stopped taking records because this buffer is full; the
-    /// [`Job`] drop that leaves it half empty wakes the poll thread.
-    pub stopped: AtomicBool,
-}
-
-impl Buffer {
-    pub fn new(budget: Budget) -> Self {
-        Self {
-            budget,
-            records: AtomicUsize::new(0),
-            bytes: AtomicUsize::new(0),
-            stopped: AtomicBool::new(false),
-        }
-    }
-
-    pub fn budget(&self) -> Budget {
-        self.budget
-    }
-
-    /// Records and bytes taken and not yet finished.
-    pub fn pending(&self) -> (usize, usize) {
-        (self.records.load(SeqCst), self.bytes.load(SeqCst))
-    }
-
-    /// Whether the buffer is full: stop taking records.
-    pub fn is_full(&self) -> bool {
-        let (records, bytes) = self.pending();
-        self.budget.is_full(records, bytes)
-    }
-
-    /// Whether a full buffer has drained enough to take records again.
-    pub fn has_room(&self) -> bool {
-        let (records, bytes) = self.pending();
-        self.budget.has_room(records, bytes)
-    }
-
-    /// Marks the buffer stopped if it is full; false if it has room after all (a record
-    /// finished in between: SeqCst pairs with [`Buffer::release`], so one of the two sees the
-    /// other and a buffer never stays stopped with room to spare).
-    pub fn stop_if_full(&self) -> bool {
-        if !self.is_full() {
-            return false;
-        }
-        self.stopped.store(true, SeqCst);
-        if self.has_room() {
-            self.stopped.store(false, SeqCst);
-            return false;
-        }
-        true
-    }
-
-    /// Clears the stop once the buffer is half empty; whether records may be taken.
-    pub fn restart_if_room(&self) -> bool {
-        if !self.stopped.load(SeqCst) {
-            return true;
-        }
-        if !self.has_room() {
-            return false;
-        }
-        self.stopped.store(false, SeqCst);
-        true
-    }
-
-    fn take(&self, size: usize) {
-        self.records.fetch_add(1, SeqCst);
-        self.bytes.fetch_add(size, SeqCst);
-    }
-
-    /// Whether the poll thread should be woken: it stopped on this buffer, which now has room.
-    fn release(&self, size: usize) -> bool {
-        self.records.fetch_sub(1, SeqCst);
-        self.bytes.fetch_sub(size, SeqCst);
-        self.stopped.load(SeqCst) && self.has_room()
-    }
-}
-
 /// One assigned partition: its epoch, stop signals and buffer use.
 #[derive(Debug)]
 pub struct PartitionState {
@@ -199,6 +107,16 @@ pub struct PartitionState {
     /// Every partition's, together.
     pub total: Arc<Buffer>,
     waker: Waker,
+    /// Lanes of this partition held now (see the module docs); kept by the dispatcher.
+    held_lanes: AtomicUsize,
+    /// Set by the last hold check: a lane of this partition should be held but the parked
+    /// bound is reached.
+    hold_refused: AtomicBool,
+    /// The poll thread's last verdict on reading it ([`Stall::code`]), its log throttle, and
+    /// whether it logged the stall in progress.
+    stall: AtomicU8,
+    pub(crate) stall_log: Throttle,
+    pub(crate) stall_logged: AtomicBool,
 }
 
 impl PartitionState {
@@ -235,12 +153,32 @@ impl PartitionState {
             buffer: Buffer::new(budget),
             total,
             waker,
+            held_lanes: AtomicUsize::new(0),
+            hold_refused: AtomicBool::new(false),
+            stall: AtomicU8::new(0),
+            stall_log: Throttle::new(STALL_LOG_PERIOD),
+            stall_logged: AtomicBool::new(false),
         }
     }
 
-    /// Records and bytes dispatched and not yet done or discarded.
+    /// Records and bytes dispatched and not yet done or discarded (working and parked).
     pub fn pending(&self) -> (usize, usize) {
         self.buffer.pending()
+    }
+
+    /// Lanes of this partition held now.
+    pub fn held_lanes(&self) -> usize {
+        self.held_lanes.load(SeqCst)
+    }
+
+    /// The poll thread's last verdict on reading this partition.
+    pub fn stalled(&self) -> Option<Stall> {
+        Stall::from_code(self.stall.load(SeqCst))
+    }
+
+    /// Records the poll thread's verdict; returns the previous one.
+    pub fn swap_stall(&self, stall: Option<Stall>) -> Option<Stall> {
+        Stall::from_code(self.stall.swap(Stall::code(stall), SeqCst))
     }
 }
 
@@ -253,6 +191,8 @@ pub struct Job {
     /// moved backwards since it was assigned (`OffsetTracker::dispatched`).
     pub epoch: Epoch,
     size: usize,
+    /// Counted as parked rather than working (see the module docs).
+    parked: AtomicBool,
 }
 
 impl Job {
@@ -265,7 +205,23 @@ impl Job {
             epoch: partition.epoch,
             partition,
             size,
+            parked: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the record counts as parked.
+    pub fn is_parked(&self) -> bool {
+        self.parked.load(SeqCst)
+    }
+
+    /// Moves the record from the working buffers to the parked ones (once). Callers hold a
+    /// handle on the job, so it cannot be dropped (released) meanwhile.
+    fn park(&self) {
+        if self.parked.swap(true, SeqCst) {
+            return;
+        }
+        self.partition.buffer.park(self.size);
+        self.partition.total.park(self.size);
     }
 
     /// The same job, reported in `epoch` (the one the tracker gave its offset).
@@ -278,8 +234,9 @@ impl Job {
 impl Drop for Job {
     fn drop(&mut self) {
         let p = &self.partition;
-        let partition_room = p.buffer.release(self.size);
-        let total_room = p.total.release(self.size);
+        let parked = *self.parked.get_mut();
+        let partition_room = p.buffer.release(self.size, parked);
+        let total_room = p.total.release(self.size, parked);
         if partition_room || total_room {
             p.waker.wake();
         }
@@ -318,25 +275,103 @@ impl LaneKey {
     }
 }
 
+/// One lane: the records waiting behind its current one, and whether it is held.
+struct Lane {
+    queue: VecDeque<Job>,
+    partition: Arc<PartitionState>,
+    /// The record being processed (set when the lane's task picks it up).
+    head: Weak<Job>,
+    /// When the lane started its current record.
+    started: Instant,
+    held: bool,
+}
+
+impl Lane {
+    fn new(partition: Arc<PartitionState>) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            partition,
+            head: Weak::new(),
+            started: Instant::now(),
+            held: false,
+        }
+    }
+
+    /// The lane starts `job`: it moves, so it is no longer held (records already parked stay
+    /// parked until they finish; later ones are working).
+    fn start(&mut self, job: &Arc<Job>) {
+        self.head = Arc::downgrade(job);
+        self.started = Instant::now();
+        self.release_hold();
+    }
+
+    fn release_hold(&mut self) {
+        if self.held {
+            self.held = false;
+            self.partition.held_lanes.fetch_sub(1, SeqCst);
+        }
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        self.release_hold();
+    }
+}
+
+/// The poll thread's hold clock (see [`Dispatcher::hold_stuck`]).
+struct HoldWatch {
+    /// Last call, last check, and since when the poll thread has been calling without a gap.
+    last_call: Option<Instant>,
+    last_check: Option<Instant>,
+    since: Instant,
+    /// Partitions marked `hold_refused` by the last check.
+    refused: Vec<Arc<PartitionState>>,
+}
+
 /// The lanes; cheap to call from the poll thread (a short mutex, no await).
 pub struct Dispatcher {
     ordering: Ordering,
     work: Work,
     runtime: Handle,
     stats: Arc<Stats>,
-    /// A lane is present while its task runs; the deque holds the records waiting behind it.
-    lanes: Mutex<HashMap<LaneKey, VecDeque<Job>>>,
+    /// A lane is present while its task runs; its queue holds the records waiting behind it.
+    lanes: Mutex<HashMap<LaneKey, Lane>>,
+    hold_after: Duration,
+    watch: Mutex<HoldWatch>,
 }
 
 impl Dispatcher {
     pub fn new(ordering: Ordering, work: Work, runtime: Handle, stats: Arc<Stats>) -> Arc<Self> {
+        Self::with_hold_after(ordering, work, runtime, stats, HOLD_AFTER)
+    }
+
+    /// A dispatcher that holds lanes after `hold_after` instead of [`HOLD_AFTER`] (tests).
+    pub fn with_hold_after(
+        ordering: Ordering,
+        work: Work,
+        runtime: Handle,
+        stats: Arc<Stats>,
+        hold_after: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             ordering,
             work,
             runtime,
             stats,
             lanes: Mutex::new(HashMap::new()),
+            hold_after,
+            watch: Mutex::new(HoldWatch {
+                last_call: None,
+                last_check: None,
+                since: Instant::now(),
+                refused: Vec::new(),
+            }),
         })
+    }
+
+    pub fn ordering(&self) -> Ordering {
+        self.ordering
     }
 
     fn lane_of(&self, record: &Record) -> LaneKey {
@@ -348,21 +383,33 @@ impl Dispatcher {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LaneKey, VecDeque<Job>>> {
-        // Every change under this lock is one insert, remove, push or pop: the map is whole even
-        // if a holder panicked, and the lane guard must be able to clean up during a panic.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LaneKey, Lane>> {
+        // Every change under this lock is one insert, remove, push, pop or flag: the map is
+        // whole even if a holder panicked, and the lane guard must be able to clean up during a
+        // panic.
         self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a record behind its lane, starting the lane's task if it is idle.
+    fn lock_watch(&self) -> std::sync::MutexGuard<'_, HoldWatch> {
+        self.watch.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a record behind its lane, starting the lane's task if it is idle. A record joining
+    /// a held lane is parked at once.
     pub fn submit(self: &Arc<Self>, job: Job) {
         let key = self.lane_of(&job.record);
         let mut lanes = self.lock();
-        if let Some(queue) = lanes.get_mut(&key) {
-            queue.push_back(job);
+        if let Some(lane) = lanes.get_mut(&key) {
+            if lane.held {
+                job.park();
+            }
+            lane.queue.push_back(job);
             return;
         }
-        lanes.insert(key.clone(), VecDeque::new());
+        let job = Arc::new(job);
+        let mut lane = Lane::new(Arc::clone(&job.partition));
+        lane.start(&job);
+        lanes.insert(key.clone(), lane);
         drop(lanes);
         // The guard is made before the task, so it removes the lane even if the task is dropped
         // before it first runs.
@@ -374,9 +421,91 @@ impl Dispatcher {
         self.runtime.spawn(lane.run(job));
     }
 
+    /// Holds every lane whose current record has not finished for the hold time (see the module
+    /// docs), unless its partition's parked records or those of all partitions are at their
+    /// bound: such a partition is marked `hold_refused` instead. Called by the poll thread on
+    /// every round while it takes records; looks at the lanes at most every [`HOLD_CHECK`].
+    /// A gap of more than [`HOLD_GAP`] between calls restarts the clock: the poll thread does not
+    /// take records while the app is not ready, and records waiting for the app are not stuck.
+    /// Returns whether it looked.
+    pub fn hold_stuck(&self, now: Instant) -> bool {
+        let mut watch = self.lock_watch();
+        if watch
+            .last_call
+            .is_none_or(|t| now.saturating_duration_since(t) > HOLD_GAP)
+        {
+            watch.since = now;
+        }
+        watch.last_call = Some(now);
+        if watch
+            .last_check
+            .is_some_and(|t| now.saturating_duration_since(t) < HOLD_CHECK)
+        {
+            return false;
+        }
+        watch.last_check = Some(now);
+        for p in watch.refused.drain(..) {
+            p.hold_refused.store(false, SeqCst);
+        }
+        let Some(cutoff) = now.checked_sub(self.hold_after) else {
+            return true;
+        };
+        if watch.since > cutoff {
+            return true;
+        }
+        // Handles on held records, dropped after the lock: one may be the last.
+        let mut heads = Vec::new();
+        let mut refused = Vec::new();
+        for lane in self.lock().values_mut() {
+            if lane.held || lane.started > cutoff {
+                continue;
+            }
+            let p = &lane.partition;
+            if p.buffer.parked_full() || p.total.parked_full() {
+                if !p.hold_refused.swap(true, SeqCst) {
+                    refused.push(Arc::clone(p));
+                }
+                continue;
+            }
+            lane.held = true;
+            p.held_lanes.fetch_add(1, SeqCst);
+            if let Some(head) = lane.head.upgrade() {
+                head.park();
+                heads.push(head);
+            }
+            for job in &lane.queue {
+                job.park();
+            }
+        }
+        watch.refused = refused;
+        drop(watch);
+        drop(heads);
+        true
+    }
+
+    /// Why `state` must not be read now, if it must not: records it takes could be parked (a
+    /// lane of it is held, or should be) and a bound stops that, or, in `partition` order, its
+    /// lane is held and nothing behind it may start. Called by the poll thread only (it moves
+    /// the parked bounds' hysteresis).
+    pub fn stall(&self, state: &PartitionState) -> Option<Stall> {
+        let held = state.held_lanes() > 0;
+        if !held && !state.hold_refused.load(SeqCst) {
+            return None;
+        }
+        if held && self.ordering == Ordering::Partition {
+            return Some(Stall::RecordNotFinishing);
+        }
+        if state.buffer.parked_at_bound() {
+            return Some(Stall::PartitionParkedBound);
+        }
+        if state.total.parked_at_bound() {
+            return Some(Stall::ReplicaParkedBound);
+        }
+        None
+    }
+
     /// Runs one record; a panic hands it to [`Work::recover`] (see the module docs).
-    async fn run_one(&self, job: Job) {
-        let job = Arc::new(job);
+    async fn run_one(&self, job: Arc<Job>) {
         let processed = AssertUnwindSafe((self.work.process)(Arc::clone(&job)))
             .catch_unwind()
             .await;
@@ -408,9 +537,9 @@ impl Dispatcher {
     /// consumed again by whoever owns the partition next). Returns how many were discarded.
     pub fn discard_waiting(&self, tps: &[Tp]) -> usize {
         let mut discarded = Vec::new();
-        for (key, queue) in self.lock().iter_mut() {
+        for (key, lane) in self.lock().iter_mut() {
             if tps.contains(key.tp()) {
-                discarded.extend(queue.drain(..));
+                discarded.extend(lane.queue.drain(..));
             }
         }
         // Dropped outside the lock: each drop releases its partition budget.
@@ -434,19 +563,26 @@ struct LaneGuard {
 }
 
 impl LaneGuard {
-    async fn run(mut self, first: Job) {
+    async fn run(mut self, first: Arc<Job>) {
         let d = Arc::clone(&self.dispatcher);
         let mut job = first;
         loop {
             d.run_one(job).await;
             let mut lanes = d.lock();
-            match lanes.get_mut(&self.key).and_then(VecDeque::pop_front) {
+            let next = lanes.get_mut(&self.key).and_then(|lane| {
+                let next = Arc::new(lane.queue.pop_front()?);
+                lane.start(&next);
+                Some(next)
+            });
+            match next {
                 Some(next) => job = next,
                 None => {
-                    lanes.remove(&self.key);
+                    let lane = lanes.remove(&self.key);
                     // Removed under the lock: a record submitted from now on starts a new task,
                     // whose lane this guard must not touch.
                     self.armed = false;
+                    drop(lanes);
+                    drop(lane);
                     return;
                 }
             }
@@ -459,16 +595,16 @@ impl Drop for LaneGuard {
         if !self.armed {
             return;
         }
-        let queued = self.dispatcher.lock().remove(&self.key);
+        let lane = self.dispatcher.lock().remove(&self.key);
         if std::thread::panicking() {
             let tp = self.key.tp();
-            let dropped = queued.as_ref().map_or(0, VecDeque::len);
+            let dropped = lane.as_ref().map_or(0, |lane| lane.queue.len());
             error!(%tp, dropped, "A lane task died; its queued records stay uncommitted and liveness now fails so that Kubernetes restarts the pod");
             self.dispatcher
                 .stats
                 .set_broken(format!("a lane task of {tp} died"));
         }
-        // `queued` drops here, outside the lock: each job releases its budget.
+        // `lane` drops here, outside the lock: each job releases its budget.
     }
 }
 

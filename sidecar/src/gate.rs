@@ -120,6 +120,11 @@ impl Gate {
         Duration::from_millis(self.closed_ms.load(Relaxed) + current)
     }
 
+    /// How long the gate has been closed, or `None` while it is open.
+    pub fn closed_for(&self) -> Option<Duration> {
+        self.since().map(|t| t.elapsed())
+    }
+
     /// Times the gate closed after being open.
     pub fn closures(&self) -> u64 {
         self.closures.load(Relaxed)

@@ -22,7 +22,11 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{forward::Outcome, record::Record, stats::Stats};
+use crate::{
+    forward::Outcome,
+    record::Record,
+    stats::{Stall, Stats},
+};
 
 /// Failed-attempt class label: `2xx`..`5xx`, `timeout`, `connect`, `error`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -244,6 +248,54 @@ impl Collector for StatsCollector {
         )?;
         gauge(
             &mut e,
+            "unassigned_fetch_queued_records",
+            "Records librdkafka still holds for partitions this replica no longer has (revoked queues are drained, so this returns to 0)",
+            s.unassigned_fetch_queued as i64,
+        )?;
+        gauge(
+            &mut e,
+            "left_group_for_app",
+            "1 while the replica is out of the group because its app was not ready for endpoint.unreadyTimeout",
+            i64::from(s.left_for_app),
+        )?;
+        gauge(
+            &mut e,
+            "parked_records",
+            "Of the buffered records, those parked behind a record that has not finished for 20 s (a blocked key, partition or record), all partitions together",
+            s.parked_records as i64,
+        )?;
+        gauge(
+            &mut e,
+            "parked_bytes",
+            "Bytes of the parked records, all partitions together",
+            s.parked_bytes as i64,
+        )?;
+        {
+            let g = ConstGauge::new(0i64);
+            let mut d = e.encode_descriptor(
+                "stalled_partitions",
+                "Assigned partitions not read because of records that do not finish, by reason: record_not_finishing (partition order: the partition's record), partition_parked_bound, replica_parked_bound (records parked behind them reached a bound)",
+                None,
+                g.metric_type(),
+            )?;
+            for reason in Stall::ALL {
+                let n = s
+                    .partitions
+                    .values()
+                    .filter(|p| p.stalled == Some(reason))
+                    .count();
+                ConstGauge::new(n as i64)
+                    .encode(d.encode_family(&[("reason", reason.label())])?)?;
+            }
+        }
+        counter(
+            &mut e,
+            "partition_stalls",
+            "Times a partition stopped being read because of records that do not finish (see kcp_stalled_partitions)",
+            s.stalls,
+        )?;
+        gauge(
+            &mut e,
             "group_joined",
             "1 when the consumer has joined its group (an assignment, possibly empty)",
             i64::from(s.joined),
@@ -272,10 +324,10 @@ impl Collector for StatsCollector {
         gauge(
             &mut e,
             "paused_partitions",
-            "Assigned partitions the sidecar is not taking records from (their buffer full, or the app not ready)",
+            "Assigned partitions the sidecar is not taking records from (their buffer full, stalled, or the app not ready)",
             s.partitions
                 .values()
-                .filter(|p| p.paused || s.gate_paused)
+                .filter(|p| p.paused || p.stalled.is_some() || s.gate_paused)
                 .count() as i64,
         )?;
         {
@@ -328,7 +380,7 @@ impl Collector for StatsCollector {
             let g = ConstGauge::new(0i64);
             let mut d = e.encode_descriptor(
                 "partition_paused",
-                "1 when the sidecar is not taking the partition's records (its buffer full, or the app not ready)",
+                "1 when the sidecar is not taking the partition's records (its buffer full, stalled, or the app not ready)",
                 None,
                 g.metric_type(),
             )?;
@@ -337,7 +389,7 @@ impl Collector for StatsCollector {
                     ("topic", tp.topic.to_string()),
                     ("partition", tp.partition.to_string()),
                 ];
-                ConstGauge::new(i64::from(p.paused || s.gate_paused))
+                ConstGauge::new(i64::from(p.paused || p.stalled.is_some() || s.gate_paused))
                     .encode(d.encode_family(&labels)?)?;
             }
         }

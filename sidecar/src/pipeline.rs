@@ -12,6 +12,7 @@
 //! close the consumer (leave the group) and return. Abort
 //! (`abort_on` token, or dropping the run future): stop at once, commit nothing more, close.
 
+mod membership;
 mod poll;
 mod rebalance;
 
@@ -170,7 +171,10 @@ impl Pipeline {
             commit_interval: d.commit_interval.as_std(),
             guarantee: d.guarantee,
             initial_offset: config.kafka.initial_offset,
+            unready_timeout: config.endpoint.unready_timeout.as_std(),
             resets: Arc::default(),
+            ahead: Mutex::default(),
+            revoked_queues: Mutex::default(),
             tracker,
             partitions: Mutex::new(Default::default()),
             queues: Mutex::new(Default::default()),
@@ -215,8 +219,16 @@ pub(crate) struct Shared {
     pub drain_timeout: Duration,
     pub commit_interval: Duration,
     pub guarantee: kcp_crds::v1alpha1::Guarantee,
+    /// How long the app may be unready before the replica leaves the group (`membership.rs`).
+    pub unready_timeout: Duration,
     /// Where a partition the group never committed on starts (`reset.rs`).
     pub initial_offset: kcp_crds::v1alpha1::InitialOffset,
+    /// Queues of revoked partitions, drained by the poll loop once their fetching stopped
+    /// (`poll::drain_revoked`), so their prefetched records and fetch buffers are released.
+    pub revoked_queues: Mutex<Vec<poll::PartitionFetch>>,
+    /// At most once: records taken this round, sent once the commit past them is acknowledged
+    /// (`poll::commit_ahead`). Only the poll thread uses it.
+    pub ahead: Mutex<Vec<crate::dispatch::Job>>,
     /// Out-of-range resets librdkafka reported, waiting for their partition's next record.
     pub resets: Arc<crate::reset::Resets>,
     pub tracker: Arc<Mutex<OffsetTracker<Tp>>>,
@@ -251,6 +263,12 @@ impl Shared {
     /// Called once by the poll thread when it has created the consumer.
     pub fn attach(&self, consumer: &Arc<BaseConsumer<ConsumerCtx>>, waker: Waker) {
         let _ = self.consumer.set((Arc::downgrade(consumer), waker));
+    }
+
+    pub fn lock_ahead(&self) -> std::sync::MutexGuard<'_, Vec<crate::dispatch::Job>> {
+        self.ahead
+            .lock()
+            .expect("invariant: at-most-once batch lock never poisoned")
     }
 
     pub fn lock_partitions(

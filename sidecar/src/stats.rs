@@ -52,6 +52,12 @@ pub struct Stats {
     pub buffered_records: AtomicU64,
     pub buffered_bytes: AtomicU64,
     pub buffered_records_peak: AtomicU64,
+    /// Of those, the records (and bytes) parked behind a record that has not finished for
+    /// `dispatch::HOLD_AFTER`, as of the poll loop's last round.
+    pub parked_records: AtomicU64,
+    pub parked_bytes: AtomicU64,
+    /// Times a partition stopped being read because of a [`Stall`].
+    pub stalls: AtomicU64,
     /// Records in flight when a revoke or shutdown started draining (waited for, not dropped).
     pub drain_waited: AtomicU64,
     /// Kafka headers left out of a record because their name could not be read (not UTF-8).
@@ -60,6 +66,13 @@ pub struct Stats {
     pub lane_panics: AtomicU64,
     /// Whether the consumer currently holds an assignment from the group.
     pub joined: AtomicBool,
+    /// The replica left the group because its app was not ready for `unreadyTimeout`.
+    pub left_for_app: AtomicBool,
+    /// Records librdkafka still queues for partitions this replica no longer holds (from its
+    /// statistics; revoked queues are drained, so this returns to 0).
+    pub unassigned_fetch_queued: AtomicU64,
+    /// librdkafka statistics reports received.
+    pub librdkafka_reports: AtomicU64,
     /// App readiness: fetching is paused while it is closed.
     pub gate: Gate,
     /// Attempt duration, end-to-end latency, failed attempts by class.
@@ -93,10 +106,16 @@ impl Default for Stats {
             buffered_records: AtomicU64::new(0),
             buffered_bytes: AtomicU64::new(0),
             buffered_records_peak: AtomicU64::new(0),
+            parked_records: AtomicU64::new(0),
+            parked_bytes: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
             drain_waited: AtomicU64::new(0),
             headers_unreadable: AtomicU64::new(0),
             lane_panics: AtomicU64::new(0),
             joined: AtomicBool::new(false),
+            left_for_app: AtomicBool::new(false),
+            unassigned_fetch_queued: AtomicU64::new(0),
+            librdkafka_reports: AtomicU64::new(0),
             gate: Gate::default(),
             metrics: DeliveryMetrics::default(),
             started: Instant::now(),
@@ -127,6 +146,88 @@ pub struct PartitionStats {
     /// Records dispatched and not finished: in flight, queued in a lane or waiting to retry
     /// (refreshed every `commitInterval`).
     pub pending: u64,
+    /// Of those, records parked behind a record that has not finished for
+    /// `dispatch::HOLD_AFTER` (refreshed about every second).
+    pub parked: u64,
+    /// Why the sidecar stopped reading this partition although its buffer has room, if it did.
+    pub stalled: Option<Stall>,
+}
+
+/// Why the sidecar stopped reading a partition because of records that do not finish. No
+/// record is ever dropped or skipped for it: the partition is read again once they move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Stall {
+    /// `partition` order: the partition's current record has not finished for
+    /// `dispatch::HOLD_AFTER`; nothing behind it can start, as the order requires.
+    RecordNotFinishing,
+    /// Records parked behind records that do not finish reached the partition's bound.
+    PartitionParkedBound,
+    /// Records parked behind records that do not finish reached the bound of all partitions
+    /// together; only partitions that would park more stop.
+    ReplicaParkedBound,
+}
+
+impl Stall {
+    pub const ALL: [Stall; 3] = [
+        Stall::RecordNotFinishing,
+        Stall::PartitionParkedBound,
+        Stall::ReplicaParkedBound,
+    ];
+
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RecordNotFinishing => "record_not_finishing",
+            Self::PartitionParkedBound => "partition_parked_bound",
+            Self::ReplicaParkedBound => "replica_parked_bound",
+        }
+    }
+
+    /// What it means, for a person.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::RecordNotFinishing => {
+                "partition order: a record has not finished for 20s (blocked, retried without end, or its dead-letter produce failing), so nothing behind it may start; other partitions go on"
+            }
+            Self::PartitionParkedBound => {
+                "records waiting behind records that do not finish (a blocked key or record) reached the partition's parked bound; the partition is read again once they move, nothing is skipped"
+            }
+            Self::ReplicaParkedBound => {
+                "records waiting behind records that do not finish reached the parked bound of all partitions together; partitions with such records are read again once they move, nothing is skipped"
+            }
+        }
+    }
+
+    /// Encodes `stall` for an atomic cell (0 = none).
+    pub fn code(stall: Option<Stall>) -> u8 {
+        match stall {
+            None => 0,
+            Some(Self::RecordNotFinishing) => 1,
+            Some(Self::PartitionParkedBound) => 2,
+            Some(Self::ReplicaParkedBound) => 3,
+        }
+    }
+
+    /// Decodes [`Stall::code`].
+    pub fn from_code(code: u8) -> Option<Stall> {
+        match code {
+            1 => Some(Self::RecordNotFinishing),
+            2 => Some(Self::PartitionParkedBound),
+            3 => Some(Self::ReplicaParkedBound),
+            _ => None,
+        }
+    }
+}
+
+/// The partitions not being read because of a [`Stall`], for `/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stalled {
+    /// The most severe reason among them (replica bound, then partition bound, then a record).
+    pub reason: Stall,
+    pub message: &'static str,
+    /// `<topic>/<partition>` of every stalled partition, whatever its reason.
+    pub partitions: Vec<String>,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -149,10 +250,16 @@ pub struct StatsSnapshot {
     pub buffered_records: u64,
     pub buffered_bytes: u64,
     pub buffered_records_peak: u64,
+    pub parked_records: u64,
+    pub parked_bytes: u64,
+    pub stalls: u64,
     pub drain_waited: u64,
     pub headers_unreadable: u64,
     pub lane_panics: u64,
     pub joined: bool,
+    pub left_for_app: bool,
+    pub unassigned_fetch_queued: u64,
+    pub librdkafka_reports: u64,
     /// Whether the app answers (readiness gate open).
     pub gate_open: bool,
     /// Whether every assigned partition is paused because the app does not answer.
@@ -167,6 +274,10 @@ pub struct StatsSnapshot {
     /// Why this replica must be restarted, when it must (liveness then fails).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken: Option<String>,
+    /// Partitions the sidecar stopped reading because of records that do not finish (absent
+    /// when none): the bound reached and which partitions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<Stalled>,
     /// Keyed by `<topic>/<partition>`.
     pub partitions: BTreeMap<String, PartitionStats>,
 }
@@ -211,6 +322,14 @@ impl Stats {
     }
 
     /// Records the most recent error worth showing an operator.
+    /// Records whether the replica is out of the group for its app (see `pipeline/membership.rs`).
+    pub fn set_left_for_app(&self, left: bool) {
+        self.left_for_app.store(left, Relaxed);
+        if left {
+            self.joined.store(false, Relaxed);
+        }
+    }
+
     pub fn set_last_error(&self, error: impl Into<String>) {
         *self
             .last_error
@@ -241,6 +360,11 @@ impl Stats {
             .clone()
     }
 
+    /// Whether `tp` is assigned to this replica.
+    pub fn is_assigned(&self, tp: &Tp) -> bool {
+        self.lock_partitions().contains_key(tp)
+    }
+
     pub fn partition_assigned(&self, tp: &Tp) {
         self.lock_partitions()
             .insert(tp.clone(), PartitionStats::default());
@@ -248,6 +372,20 @@ impl Stats {
 
     pub fn partition_revoked(&self, tp: &Tp) {
         self.lock_partitions().remove(tp);
+    }
+
+    /// Records why a partition is not read (or that it is read again).
+    pub fn set_stalled(&self, tp: &Tp, stall: Option<Stall>) {
+        if let Some(p) = self.lock_partitions().get_mut(tp) {
+            p.stalled = stall;
+        }
+    }
+
+    /// Records a partition's parked record count.
+    pub fn set_parked(&self, tp: &Tp, parked: usize) {
+        if let Some(p) = self.lock_partitions().get_mut(tp) {
+            p.parked = parked as u64;
+        }
     }
 
     pub fn set_paused(&self, tp: &Tp, paused: bool) {
@@ -276,6 +414,24 @@ impl Stats {
 
     /// Copies every value.
     pub fn snapshot(&self) -> StatsSnapshot {
+        let partitions: BTreeMap<String, PartitionStats> = self
+            .lock_partitions()
+            .iter()
+            .map(|(tp, p)| (tp.to_string(), p.clone()))
+            .collect();
+        let stalled = partitions
+            .values()
+            .filter_map(|p| p.stalled)
+            .max()
+            .map(|reason| Stalled {
+                reason,
+                message: reason.message(),
+                partitions: partitions
+                    .iter()
+                    .filter(|(_, p)| p.stalled.is_some())
+                    .map(|(tp, _)| tp.clone())
+                    .collect(),
+            });
         StatsSnapshot {
             received: self.received.load(Relaxed),
             delivered: self.delivered.load(Relaxed),
@@ -293,10 +449,16 @@ impl Stats {
             buffered_records: self.buffered_records.load(Relaxed),
             buffered_bytes: self.buffered_bytes.load(Relaxed),
             buffered_records_peak: self.buffered_records_peak.load(Relaxed),
+            parked_records: self.parked_records.load(Relaxed),
+            parked_bytes: self.parked_bytes.load(Relaxed),
+            stalls: self.stalls.load(Relaxed),
             drain_waited: self.drain_waited.load(Relaxed),
             headers_unreadable: self.headers_unreadable.load(Relaxed),
             lane_panics: self.lane_panics.load(Relaxed),
             joined: self.joined.load(Relaxed),
+            left_for_app: self.left_for_app.load(Relaxed),
+            unassigned_fetch_queued: self.unassigned_fetch_queued.load(Relaxed),
+            librdkafka_reports: self.librdkafka_reports.load(Relaxed),
             gate_open: self.gate.is_open(),
             gate_paused: self.gate.paused_applied(),
             app_not_ready_ms: self.gate.closed_time().as_millis() as u64,
@@ -308,11 +470,8 @@ impl Stats {
                 .expect("invariant: stats lock never poisoned")
                 .clone(),
             broken: self.broken(),
-            partitions: self
-                .lock_partitions()
-                .iter()
-                .map(|(tp, p)| (tp.to_string(), p.clone()))
-                .collect(),
+            stalled,
+            partitions,
         }
     }
 }

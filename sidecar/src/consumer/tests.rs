@@ -87,3 +87,15 @@ fn sasl_ssl_maps_to_librdkafka_and_reads_credentials_from_env() {
         Err(ConsumerError::MissingCredential(SASL_USERNAME_ENV))
     ));
 }
+
+#[test]
+fn records_queued_for_partitions_not_held_are_counted() {
+    let queued = [
+        (Tp::new("t", 0), 5),
+        (Tp::new("t", 1), 439),
+        (Tp::new("u", 0), -1),
+    ];
+    let held = Tp::new("t", 0);
+    assert_eq!(unassigned_queued(&queued, |tp| *tp == held), 439);
+    assert_eq!(unassigned_queued(&queued, |_| true), 0);
+}

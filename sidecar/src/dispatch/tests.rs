@@ -3,7 +3,7 @@ use std::{
         AtomicUsize,
         Ordering::{Relaxed, SeqCst},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::mpsc;
@@ -225,6 +225,8 @@ fn buffer_stops_when_full_and_asks_for_a_wake_only_once_half_empty() {
     let b = Buffer::new(Budget {
         max_records: 4,
         max_bytes: 1000,
+        max_parked_records: 8,
+        max_parked_bytes: 2000,
     });
     for _ in 0..3 {
         b.take(10);
@@ -234,19 +236,24 @@ fn buffer_stops_when_full_and_asks_for_a_wake_only_once_half_empty() {
     b.take(10);
     assert!(b.stop_if_full(), "4 of 4 records: full");
     assert!(!b.restart_if_room(), "still full: stays stopped");
-    assert!(!b.release(10), "3 left: not yet half empty, no wake");
-    assert!(b.release(10), "2 left: half empty, wake the poll thread");
+    assert!(!b.release(10, false), "3 left: not yet half empty, no wake");
+    assert!(
+        b.release(10, false),
+        "2 left: half empty, wake the poll thread"
+    );
     assert!(b.restart_if_room());
     assert!(!b.stopped.load(SeqCst));
-    assert!(!b.release(10), "not stopped: no wake");
+    assert!(!b.release(10, false), "not stopped: no wake");
 
     let bytes = Buffer::new(Budget {
         max_records: 100,
         max_bytes: 1000,
+        max_parked_records: 800,
+        max_parked_bytes: 2000,
     });
     bytes.take(1000);
     assert!(bytes.stop_if_full(), "full by bytes");
-    assert!(bytes.release(1000));
+    assert!(bytes.release(1000, false));
 }
 
 #[test]
@@ -445,4 +452,273 @@ fn a_lane_task_that_ends_early_takes_its_lane_with_it() {
             "a task dropped at shutdown is not a failure"
         );
     }
+}
+
+#[test]
+fn parked_bounds_are_larger_and_one_partition_never_parks_all_of_them() {
+    let (p, t) = (
+        Budget::for_max_in_flight(4),
+        Budget::total_for_max_in_flight(4),
+    );
+    assert_eq!((p.max_records, p.max_parked_records), (64, 512));
+    assert_eq!((t.max_records, t.max_parked_records), (256, 2048));
+    assert_eq!(
+        (p.max_parked_bytes, t.max_parked_bytes),
+        (8 << 20, 16 << 20)
+    );
+    for max_in_flight in [1, 16, 32, 64, 100, 1000] {
+        let (p, t) = (
+            Budget::for_max_in_flight(max_in_flight),
+            Budget::total_for_max_in_flight(max_in_flight),
+        );
+        assert!(
+            2 * p.max_parked_records <= t.max_parked_records
+                && 2 * p.max_parked_bytes <= t.max_parked_bytes,
+            "maxInFlight {max_in_flight}: a partition parks at most half of the total"
+        );
+        assert!(p.max_parked_records > p.max_records && t.max_parked_records > t.max_records);
+    }
+    assert!(
+        Stall::RecordNotFinishing
+            .message()
+            .contains(&format!("{}s", HOLD_AFTER.as_secs()))
+    );
+}
+
+#[test]
+fn parking_moves_records_out_of_the_working_buffer_and_stops_at_the_bound_until_seven_eighths() {
+    let b = Buffer::new(Budget {
+        max_records: 4,
+        max_bytes: 1000,
+        max_parked_records: 16,
+        max_parked_bytes: 10_000,
+    });
+    for _ in 0..4 {
+        b.take(10);
+    }
+    assert!(b.stop_if_full(), "4 working of 4: full");
+    for _ in 0..3 {
+        b.park(10);
+    }
+    assert_eq!(
+        (b.working(), b.parked(), b.pending()),
+        ((1, 10), (3, 30), (4, 40))
+    );
+    assert!(b.restart_if_room(), "parked records leave the working room");
+    for _ in 0..13 {
+        b.take(10);
+        b.park(10);
+    }
+    assert_eq!(b.parked().0, 16);
+    assert!(b.parked_full() && b.parked_at_bound(), "16 of 16 parked");
+    assert!(
+        !b.release(10, true),
+        "15 left: not yet seven eighths, no wake"
+    );
+    assert!(b.parked_at_bound(), "stays stopped at 15");
+    assert!(
+        b.release(10, true),
+        "14 = seven eighths: wake the poll thread"
+    );
+    assert!(!b.parked_at_bound(), "parks again");
+    assert!(!b.parked_full());
+    assert_eq!(
+        b.working(),
+        (1, 10),
+        "parked releases leave the working count alone"
+    );
+}
+
+/// Runs records whose key is `stuck` until `release` is notified once per record; the others
+/// finish at once and are reported on the channel.
+fn gated(
+    ordering: Ordering,
+    hold_after: Duration,
+) -> (
+    Arc<Dispatcher>,
+    Arc<tokio::sync::Semaphore>,
+    mpsc::UnboundedReceiver<i64>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let r = Arc::clone(&release);
+    let process: Process = Arc::new(move |job: Arc<Job>| {
+        let (r, tx) = (Arc::clone(&r), tx.clone());
+        Box::pin(async move {
+            if job.record.key.as_deref() == Some(&b"stuck"[..]) {
+                r.acquire().await.expect("open").forget();
+            }
+            tx.send(job.record.offset).expect("receiver alive");
+        })
+    });
+    let d = Dispatcher::with_hold_after(
+        ordering,
+        work(process),
+        Handle::current(),
+        Arc::default(),
+        hold_after,
+    );
+    (d, release, rx)
+}
+
+fn partition(p: i32, budget: Budget, total: &Arc<Buffer>) -> Arc<PartitionState> {
+    let tp = Tp::new("t", p);
+    let mut tracker = OffsetTracker::new();
+    Arc::new(PartitionState::with_budget(
+        tp.clone(),
+        tracker.assign(tp),
+        CancellationToken::new(),
+        CancellationToken::new(),
+        budget,
+        Arc::clone(total),
+        Waker::default(),
+    ))
+}
+
+/// A key whose record does not finish is held: its records, the running one included, leave
+/// the working buffer (which the other keys need) for the parked one; records joining it later
+/// are parked at once; other keys stay working; nothing stalls below the bound. Once the record
+/// finishes, the lane moves and is no longer held.
+#[tokio::test]
+async fn a_held_key_parks_its_records_and_only_its_records() {
+    let (d, release, mut done) = gated(Ordering::Key, Duration::ZERO);
+    let total = Arc::new(Buffer::new(Budget::total_for_max_in_flight(1)));
+    let p = partition(0, Budget::for_max_in_flight(1), &total);
+    for o in 0..10 {
+        d.submit(Job::new(record(0, o, Some("stuck")), Arc::clone(&p)));
+    }
+    assert_eq!(p.buffer.working().0, 10);
+    assert!(d.hold_stuck(Instant::now()));
+    assert_eq!(p.held_lanes(), 1);
+    assert_eq!((p.buffer.working().0, p.buffer.parked().0), (0, 10));
+    assert_eq!(total.parked().0, 10);
+    d.submit(Job::new(record(0, 10, Some("stuck")), Arc::clone(&p)));
+    d.submit(Job::new(record(0, 11, Some("other")), Arc::clone(&p)));
+    assert_eq!((p.buffer.working().0, p.buffer.parked().0), (1, 11));
+    assert_eq!(done.recv().await, Some(11), "another key goes on");
+    assert_eq!(
+        d.stall(&p),
+        None,
+        "below the parked bound: the partition is read"
+    );
+    release.add_permits(1);
+    assert_eq!(done.recv().await, Some(0));
+    while p.held_lanes() > 0 {
+        tokio::task::yield_now().await;
+    }
+    release.add_permits(10);
+    for o in 1..=10 {
+        assert_eq!(done.recv().await, Some(o), "in order, none skipped");
+    }
+    while d.active_lanes() > 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!((p.pending(), total.pending()), ((0, 0), (0, 0)));
+}
+
+/// In partition order a held lane is its whole partition: it is not read until the record
+/// finishes (stall `RecordNotFinishing`), but its records leave the shared working buffer.
+#[tokio::test]
+async fn a_held_partition_is_not_read_in_partition_order_until_its_record_finishes() {
+    let (d, release, mut done) = gated(Ordering::Partition, Duration::ZERO);
+    let total = Arc::new(Buffer::new(Budget::total_for_max_in_flight(1)));
+    let (p, q) = (
+        partition(0, Budget::for_max_in_flight(1), &total),
+        partition(1, Budget::for_max_in_flight(1), &total),
+    );
+    d.submit(Job::new(record(0, 0, Some("stuck")), Arc::clone(&p)));
+    for o in 1..64 {
+        d.submit(Job::new(record(0, o, None), Arc::clone(&p)));
+    }
+    assert!(p.buffer.is_full());
+    d.hold_stuck(Instant::now());
+    assert_eq!(d.stall(&p), Some(Stall::RecordNotFinishing));
+    assert_eq!(d.stall(&q), None, "the other partition is read");
+    assert_eq!(
+        total.working().0,
+        0,
+        "nothing of it holds the shared working room"
+    );
+    release.add_permits(1);
+    for o in 0..64 {
+        assert_eq!(done.recv().await, Some(o));
+    }
+    assert_eq!(p.held_lanes(), 0);
+    assert_eq!(d.stall(&p), None, "read again once its record finished");
+}
+
+/// Parking stops at the bounds: a partition that would park more than its share, or more than
+/// all partitions together may, is not read, whereas a partition without stuck records is; a
+/// lane past the bound is not held (refused) and its partition is not read either.
+#[tokio::test]
+async fn the_parked_bounds_stop_only_partitions_that_would_park_more() {
+    let (d, _release, mut done) = gated(Ordering::Key, Duration::ZERO);
+    let small = Budget {
+        max_records: 4,
+        max_bytes: 1 << 20,
+        max_parked_records: 6,
+        max_parked_bytes: 1 << 20,
+    };
+    let total = Arc::new(Buffer::new(Budget {
+        max_parked_records: 10,
+        ..small
+    }));
+    let (a, b, c) = (
+        partition(0, small, &total),
+        partition(1, small, &total),
+        partition(2, small, &total),
+    );
+    for o in 0..4 {
+        d.submit(Job::new(record(0, o, Some("stuck")), Arc::clone(&a)));
+        d.submit(Job::new(record(1, o, Some("stuck")), Arc::clone(&b)));
+    }
+    d.submit(Job::new(record(2, 0, Some("free")), Arc::clone(&c)));
+    assert_eq!(done.recv().await, Some(0), "the free record finished");
+    while d.active_lanes() > 2 {
+        tokio::task::yield_now().await;
+    }
+    d.hold_stuck(Instant::now());
+    assert_eq!((a.buffer.parked().0, b.buffer.parked().0), (4, 4));
+    for o in 4..6 {
+        d.submit(Job::new(record(0, o, Some("stuck")), Arc::clone(&a)));
+    }
+    assert_eq!(total.parked().0, 10);
+    assert_eq!(d.stall(&a), Some(Stall::PartitionParkedBound), "6 of 6");
+    assert_eq!(
+        d.stall(&b),
+        Some(Stall::ReplicaParkedBound),
+        "4 of 6, but 10 of 10 in all: a held lane could park more"
+    );
+    assert_eq!(d.stall(&c), None, "nothing of it can be parked: read on");
+    // A lane of `c` gets stuck past the bound: it is not held, and `c` stops too.
+    d.submit(Job::new(record(2, 1, Some("stuck")), Arc::clone(&c)));
+    // Past the check interval (a synthetic clock: no sleep).
+    assert!(d.hold_stuck(Instant::now() + HOLD_CHECK));
+    assert_eq!(c.held_lanes(), 0, "refused");
+    assert_eq!(c.buffer.parked().0, 0);
+    assert_eq!(d.stall(&c), Some(Stall::ReplicaParkedBound));
+}
+
+/// The hold clock counts only while the poll thread keeps calling: a gap (the app not ready, a
+/// revoke draining) restarts it, so records that waited for the app are not held for it.
+#[tokio::test]
+async fn a_gap_in_the_poll_thread_restarts_the_hold_clock() {
+    let (d, _release, _done) = gated(Ordering::Key, Duration::from_secs(10));
+    let total = Arc::new(Buffer::new(Budget::total_for_max_in_flight(1)));
+    let p = partition(0, Budget::for_max_in_flight(1), &total);
+    d.submit(Job::new(record(0, 0, Some("stuck")), Arc::clone(&p)));
+    let t0 = Instant::now();
+    let calls_until = |from: Duration, to: Duration| {
+        let mut t = from;
+        while t <= to {
+            d.hold_stuck(t0 + t);
+            t += HOLD_CHECK;
+        }
+    };
+    calls_until(Duration::ZERO, Duration::from_secs(5));
+    // 6 s without a call, then calls again: 11 s after the record started, 5 s of clock.
+    calls_until(Duration::from_secs(11), Duration::from_secs(16));
+    assert_eq!(p.held_lanes(), 0, "the gap restarted the clock");
+    calls_until(Duration::from_secs(16), Duration::from_secs(22));
+    assert_eq!(p.held_lanes(), 1, "held after 10 s of clock");
 }

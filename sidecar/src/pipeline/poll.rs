@@ -13,7 +13,6 @@
 //! consumer.
 
 use std::{
-    slice,
     sync::{
         Arc,
         atomic::Ordering::{Relaxed, SeqCst},
@@ -30,7 +29,7 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{PipelineError, Shared};
+use super::{PipelineError, Shared, membership::Membership};
 use crate::{
     commit,
     consumer::{ConsumerCtx, ConsumerError},
@@ -133,13 +132,17 @@ fn consume(
     info!(?topics, "Consuming");
     let mut next_commit = Instant::now() + shared.commit_interval;
     let mut gate = GateSync::default();
+    let mut membership = Membership::subscribed(topics, shared.unready_timeout);
     let mut next_partition = 0;
     while !shutdown.is_cancelled() && !abort.is_cancelled() {
         shared.stats.beat();
+        membership.apply(consumer, &shared.stats);
+        drain_revoked(shared);
         gate.apply(consumer, shared);
         let mut taken = serve_events(consumer, shared);
-        if shared.stats.gate.is_open() {
+        if shared.stats.gate.is_open() && commit_ahead(consumer, shared) {
             taken += take_records(consumer, shared, &mut next_partition);
+            commit_ahead(consumer, shared);
         }
         let (records, bytes) = shared.total.pending();
         shared.stats.buffered_records.store(records as u64, Relaxed);
@@ -173,6 +176,34 @@ fn consume(
         final_commit(consumer, shared, deadline);
     }
     Ok(())
+}
+
+/// Most records dropped from one revoked queue per round (the loop stays responsive).
+const REVOKED_DRAIN_PER_ROUND: usize = 10_000;
+
+/// Empties the queues of revoked partitions: their records were not taken (uncommitted, the
+/// next owner consumes them), and until read they pin librdkafka's fetch buffers. A queue is
+/// let go once a round finds it empty.
+fn drain_revoked(shared: &Shared) {
+    let mut revoked = shared
+        .revoked_queues
+        .lock()
+        .expect("invariant: revoked queues lock never poisoned");
+    revoked.retain(|fetch| {
+        let mut dropped = 0;
+        while dropped < REVOKED_DRAIN_PER_ROUND {
+            match fetch.queue.poll(Duration::ZERO) {
+                Some(_) => dropped += 1,
+                None => {
+                    // librdkafka drops outdated records itself while the queue is read, so
+                    // `dropped` undercounts what was released (kcp_unassigned_fetch_queued_records).
+                    debug!(tp = %fetch.state.tp, dropped, "Drained a revoked partition's queue");
+                    return false;
+                }
+            }
+        }
+        true
+    });
 }
 
 /// Serves the consumer's own queue: rebalance and commit callbacks, errors, and records of a
@@ -212,11 +243,33 @@ fn serve_events(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared) -> usize 
 /// it is half empty again. Each round starts at `next`, the partition after the one where the
 /// total buffer filled last round, so with many partitions behind every one gets its turn
 /// instead of the first few in map order taking all the room. Returns the records taken.
+///
+/// Records that do not finish (see `dispatch`, "Held lanes") are parked by the dispatcher,
+/// asked here on every round ([`Dispatcher::hold_stuck`](crate::dispatch::Dispatcher::hold_stuck)),
+/// so they never hold the working buffers the other keys and partitions need. A partition that
+/// could park more records past their bound, or, in `partition` order, whose record does not
+/// finish, is not read ([`Dispatcher::stall`](crate::dispatch::Dispatcher::stall)): stopping to
+/// read is the only answer that never drops or skips a record. Each change is reported
+/// ([`note_stall`]).
 fn take_records(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared, next: &mut usize) -> usize {
+    if shared.dispatcher.hold_stuck(Instant::now()) {
+        for state in shared.lock_partitions().values() {
+            shared.stats.set_parked(&state.tp, state.buffer.parked().0);
+        }
+    }
+    let (parked, parked_bytes) = shared.total.parked();
+    shared.stats.parked_records.store(parked as u64, Relaxed);
+    shared
+        .stats
+        .parked_bytes
+        .store(parked_bytes as u64, Relaxed);
+    let queues = shared.lock_queues();
+    for fetch in queues.values() {
+        note_stall(shared, &fetch.state, shared.dispatcher.stall(&fetch.state));
+    }
     if !shared.total.restart_if_room() {
         return 0;
     }
-    let queues = shared.lock_queues();
     let count = queues.len();
     if count == 0 {
         return 0;
@@ -231,6 +284,9 @@ fn take_records(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared, next: &mu
     let mut taken = 0;
     'partitions: for (i, fetch) in rotated.enumerate() {
         let state = &fetch.state;
+        if state.stalled().is_some() {
+            continue;
+        }
         let was_stopped = state.buffer.stopped.load(SeqCst);
         if !state.buffer.restart_if_room() {
             continue;
@@ -251,6 +307,10 @@ fn take_records(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared, next: &mu
                 debug!(tp = %state.tp, "Buffer full; taking no more records until half empty");
                 shared.stats.set_paused(&state.tp, true);
                 Stats::incr(&shared.stats.pauses);
+                break;
+            }
+            if let Some(stall) = shared.dispatcher.stall(state) {
+                note_stall(shared, state, Some(stall));
                 break;
             }
             match fetch.queue.poll(Duration::ZERO) {
@@ -275,14 +335,66 @@ fn take_records(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared, next: &mu
     taken
 }
 
+/// Records the poll thread's verdict on reading `state` and reports a change: the partition's
+/// `stalled` in `/status` and `kcp_stalled_partitions`, `kcp_partition_stalls_total`, and a log
+/// line when it starts (WARN for a record holding its partition in `partition` order, ERROR for a
+/// parked bound reached: someone must unblock the records) and one when it ends, at most one
+/// pair per partition every 10 s however often it comes and goes.
+fn note_stall(shared: &Shared, state: &PartitionState, stall: Option<crate::stats::Stall>) {
+    use crate::stats::Stall;
+    let was = state.swap_stall(stall);
+    if was == stall {
+        return;
+    }
+    let tp = &state.tp;
+    shared.stats.set_stalled(tp, stall);
+    let Some(stall) = stall else {
+        if state.stall_logged.swap(false, SeqCst) {
+            info!(%tp, "Partition read again: the records that held it moved");
+        }
+        return;
+    };
+    if was.is_some() {
+        // Another reason within the same stall: `/status` shows it.
+        return;
+    }
+    Stats::incr(&shared.stats.stalls);
+    let Some(suppressed) = state.stall_log.allow() else {
+        return;
+    };
+    state.stall_logged.store(true, SeqCst);
+    let (parked, parked_bytes) = state.buffer.parked();
+    let (all_parked, all_parked_bytes) = shared.total.parked();
+    let (bound, all_bound) = (state.buffer.budget(), shared.total.budget());
+    let held_after_s = crate::dispatch::HOLD_AFTER.as_secs();
+    match stall {
+        Stall::RecordNotFinishing => warn!(%tp, held_after_s, suppressed,
+            "Partition stalled: its current record has been unfinished for over held_after_s seconds (blocked, retried without end, or its dead-letter produce failing); partition order lets nothing behind it start, other partitions go on"),
+        Stall::PartitionParkedBound => error!(%tp, parked, parked_bytes,
+            bound_records = bound.max_parked_records, bound_bytes = bound.max_parked_bytes, suppressed,
+            "Partition stalled: records waiting behind records that do not finish (a blocked key or record) reached the partition's parked bound; it is not read until they move (nothing is skipped): unblock the records"),
+        Stall::ReplicaParkedBound => error!(%tp, all_parked, all_parked_bytes,
+            bound_records = all_bound.max_parked_records, bound_bytes = all_bound.max_parked_bytes, suppressed,
+            "Partition stalled: records waiting behind records that do not finish reached the parked bound of all partitions together; partitions with such records are not read until they move (nothing is skipped): unblock the records"),
+    }
+}
+
 /// Commits everything finished, retrying until `deadline` (at least once more after it) when
 /// the group refuses (a rebalance in progress): polling in between lets the consumer rejoin.
 /// Records polled here are dropped, uncommitted.
-fn final_commit(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared, deadline: Instant) {
+fn final_commit(consumer: &Arc<BaseConsumer<ConsumerCtx>>, shared: &Shared, deadline: Instant) {
     loop {
-        match commit::commit_sync(consumer, &shared.tracker, None, &shared.stats) {
+        // Bounded: with no group coordinator librdkafka would wait for one indefinitely.
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_secs(1), commit::SYNC_COMMIT_TIMEOUT);
+        match commit::commit_sync_within(consumer, &shared.tracker, None, &shared.stats, wait) {
             Ok(committed) => {
                 info!(committed, "Committed at shutdown");
+                return;
+            }
+            Err(e @ commit::CommitError::Timeout { .. }) => {
+                warn!(error = %e, "Shutdown commit not answered; records finished since the last commit will be delivered again");
                 return;
             }
             Err(e) if Instant::now() < deadline => {
@@ -299,7 +411,8 @@ fn final_commit(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared, deadline:
 }
 
 fn accept(
-    consumer: &BaseConsumer<ConsumerCtx>,
+    // Kept for the callers' uniformity; at-most-once commits in `commit_ahead`.
+    _consumer: &BaseConsumer<ConsumerCtx>,
     shared: &Shared,
     state: &Arc<PartitionState>,
     message: &BorrowedMessage<'_>,
@@ -341,22 +454,43 @@ fn accept(
         }
         epoch
     };
+    let job = Job::new(record, Arc::clone(state)).in_epoch(epoch);
     if shared.guarantee == Guarantee::AtMostOnce {
-        // At most once: the commit past this record is acknowledged before it is forwarded.
-        if let Err(e) = commit::commit_sync(
-            consumer,
-            &shared.tracker,
-            Some(slice::from_ref(tp)),
-            &shared.stats,
-        ) {
-            warn!(%tp, offset = record.offset, error = %e, "At-most-once commit failed; record not forwarded");
-            Stats::incr(&shared.stats.skipped);
-            return;
+        // Sent only once the commit past it is acknowledged (`commit_ahead`).
+        shared.lock_ahead().push(job);
+    } else {
+        shared.dispatcher.submit(job);
+    }
+}
+
+/// At most once: commits what this round took (already finished in the tracker), then sends
+/// it. One bounded synchronous commit per round, not per record. When the commit fails, the
+/// records are held, not sent and not dropped, and the commit is tried again next round; the
+/// loop takes no more records meanwhile. Returns whether nothing is held any more.
+fn commit_ahead(consumer: &Arc<BaseConsumer<ConsumerCtx>>, shared: &Shared) -> bool {
+    if shared.lock_ahead().is_empty() {
+        return true;
+    }
+    match commit::commit_sync_within(
+        consumer,
+        &shared.tracker,
+        None,
+        &shared.stats,
+        commit::SYNC_COMMIT_TIMEOUT,
+    ) {
+        Ok(_) => {
+            let jobs = std::mem::take(&mut *shared.lock_ahead());
+            for job in jobs {
+                shared.dispatcher.submit(job);
+            }
+            true
+        }
+        Err(e) => {
+            warn!(error = %e, held = shared.lock_ahead().len(),
+                "At-most-once commit failed; holding the records (not sent) and trying again");
+            false
         }
     }
-    shared
-        .dispatcher
-        .submit(Job::new(record, Arc::clone(state)).in_epoch(epoch));
 }
 
 /// Applies the readiness gate (`gate.rs`) to the consumer: while the app does not answer, every

@@ -36,6 +36,11 @@ impl RebalanceHandler for Shared {
             Some((consumer, waker)) => (consumer.upgrade(), waker.clone()),
             None => (None, Waker::default()),
         };
+        // A partition assigned again: its old queue handle must not take the new records.
+        self.revoked_queues
+            .lock()
+            .expect("invariant: revoked queues lock never poisoned")
+            .retain(|f| !tps.contains(&f.state.tp));
         let mut parts = self.lock_partitions();
         let mut queues = self.lock_queues();
         let mut tracker = self
@@ -92,12 +97,24 @@ impl RebalanceHandler for Shared {
             tps.iter().filter_map(|tp| parts.remove(tp)).collect()
         };
         {
-            // Records still in these queues were not taken: they stay uncommitted.
+            // Records still in these queues were not taken: they stay uncommitted. librdkafka
+            // does not purge a revoked partition's queue, so the poll loop drains it (and
+            // frees the fetch buffers its records hold) once fetching has stopped.
             let mut queues = self.lock_queues();
+            let mut revoked = self
+                .revoked_queues
+                .lock()
+                .expect("invariant: revoked queues lock never poisoned");
             for tp in tps {
-                queues.remove(tp);
+                if let Some(fetch) = queues.remove(tp) {
+                    revoked.push(fetch);
+                }
             }
         }
+        // At most once: records held because their commit failed were never sent; the next
+        // owner consumes them.
+        self.lock_ahead()
+            .retain(|job| !tps.contains(&job.record.tp));
         if lost {
             // The session expired: another member may own these partitions already and be
             // delivering the same records. Stop at once instead of draining in parallel with

@@ -3,6 +3,7 @@
 //! delivered, order, committed offsets, dead-letter contents. No test asserts a duration.
 
 mod arbitrary;
+mod at_most_once;
 mod binary;
 mod exhausted;
 mod failures;
@@ -12,5 +13,7 @@ mod lifecycle;
 mod lost;
 mod ordering;
 mod retention;
+mod stuck;
 mod support;
 mod tls;
+mod unready;

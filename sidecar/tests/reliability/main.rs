@@ -6,9 +6,13 @@
 //! mode; `KCP_RELIABILITY_SEED=<n>` replays a randomized run. See `docs/reliability.md`.
 
 mod bad_input;
+mod blocked_key;
 mod broker_faults;
 mod endpoint;
+mod header_names;
 mod kill;
 mod rebalance;
+mod retention;
 mod sigterm;
 mod support;
+mod unready;

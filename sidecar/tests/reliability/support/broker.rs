@@ -127,6 +127,39 @@ impl Broker {
             .expect("offset reader thread")
     }
 
+    /// (low, high) watermarks of each partition `0..partitions`: the log start (moved by
+    /// retention) and the end.
+    pub async fn watermarks(&self, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
+        let (b, t) = (self.bootstrap.clone(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let consumer = consumer(&b, &unique("watermarks"));
+            (0..partitions)
+                .map(|p| {
+                    consumer
+                        .fetch_watermarks(&t, p, Duration::from_secs(10))
+                        .expect("watermarks")
+                })
+                .collect()
+        })
+        .await
+        .expect("watermark reader thread")
+    }
+
+    /// Commits `next` for `partition` of `topic` as `group`, as an earlier run would have.
+    pub async fn commit(&self, group: &str, topic: &str, partition: i32, next: i64) {
+        let (b, g, t) = (self.bootstrap.clone(), group.to_owned(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&t, partition, Offset::Offset(next))
+                .expect("valid offset");
+            consumer(&b, &g)
+                .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+                .expect("commit accepted");
+        })
+        .await
+        .expect("committing thread");
+    }
+
     /// Every record of `topic` up to its high watermarks.
     pub async fn read_all(&self, topic: &str, partitions: i32) -> Vec<OwnedMessage> {
         let (b, t) = (self.bootstrap.clone(), topic.to_owned());

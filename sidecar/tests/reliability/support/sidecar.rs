@@ -1,7 +1,9 @@
 //! The `kcp-sidecar` binary as a child process: JSON config file, `--pod-name`, stderr captured
-//! to a file (checked for panics), `kill -9`, SIGTERM.
+//! to a file (checked for panics), `kill -9`, SIGTERM, and its admin endpoints (`/metrics`,
+//! `/status`) on the port it logs.
 
 use std::{
+    net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
@@ -129,6 +131,93 @@ impl Sidecar {
         let s = self.stderr();
         assert!(!s.contains("panicked"), "{} panicked:\n{s}", self.name);
     }
+
+    /// The admin server's address, from its `Admin server listening` log line (waits for it).
+    pub async fn admin_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = strip_ansi(&self.stderr());
+            let addr = log
+                .lines()
+                .filter(|l| l.contains("Admin server listening"))
+                .find_map(|l| {
+                    l.split_once("addr=")?
+                        .1
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                });
+            if let Some(addr) = addr {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no admin address logged\n{}",
+                self.name,
+                self.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// GETs `path` (`/metrics`, `/status`) from the admin server: the body of its 200 answer.
+    pub async fn admin_get(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.admin_addr().await;
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{}: connect to admin {addr}: {e}", self.name));
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send admin request");
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .await
+            .expect("read admin response");
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "{}: GET {path}: {head}",
+            self.name
+        );
+        body.to_owned()
+    }
+
+    /// The value of the sample `name` (with its labels, as written: `a_total{x="y"}`) in the
+    /// admin server's `/metrics`; panics when it is not there.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.admin_get("/metrics").await;
+        metric(&text, name).unwrap_or_else(|| panic!("{}: no {name} in\n{text}", self.name))
+    }
+}
+
+/// The value of the sample `name` (labels included, as written) in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The log without terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Drop for Sidecar {
