@@ -371,7 +371,7 @@ impl SidecarConfig {
         }
         if k.group_id.trim().is_empty() {
             p.push("kafka.groupId is empty".into());
-        } else if !is_trimmed_printable_ascii(&k.group_id) {
+        } else if !is_plain_header_value(k.group_id.as_bytes()) {
             p.push(format!(
                 "kafka.groupId {:?} must be printable ASCII without leading or trailing spaces: it is sent in the kcp-group header",
                 k.group_id
@@ -718,12 +718,13 @@ pub fn is_valid_topic_name(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Printable ASCII (`!`..`~` and space), not starting or ending with a space.
-fn is_trimmed_printable_ascii(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| (b' '..=b'~').contains(&b))
-        && !s.starts_with(' ')
-        && !s.ends_with(' ')
+/// Whether bytes can travel as an HTTP header value unchanged: printable ASCII (space
+/// included), no leading or trailing space (which parsers strip). The sidecar sends such values
+/// as they are (and the group id must be one).
+pub fn is_plain_header_value(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| (0x20..0x7f).contains(b))
+        && bytes.first() != Some(&b' ')
+        && bytes.last() != Some(&b' ')
 }
 
 /// RFC 9110 token characters, what an HTTP header name may contain.

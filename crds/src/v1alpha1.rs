@@ -159,10 +159,12 @@ pub struct KafkaSpec {
     #[serde(default)]
     pub initial_offset: InitialOffset,
 
-    /// Extra librdkafka consumer properties, e.g. `fetch.max.bytes`. Keys the sidecar owns are
-    /// refused: `bootstrap.servers`, `group.id`, `group.instance.id`, `enable.auto.commit`,
-    /// `enable.auto.offset.store`, `auto.offset.reset` (see `initialOffset`), and security
-    /// settings (`security.protocol`, `sasl.*`, `ssl.*`), which are set through `auth`.
+    /// Extra librdkafka consumer properties, e.g. `fetch.max.bytes`. Only consumer properties
+    /// librdkafka knows are accepted. Keys the sidecar owns are refused: `bootstrap.servers`
+    /// (and `metadata.broker.list`), `group.id`, `group.instance.id`, `enable.auto.commit` (and
+    /// `auto.commit.enable`), `enable.auto.offset.store`, `auto.offset.reset` (see
+    /// `initialOffset`), and security settings (`security.protocol`, `sasl.*`, `ssl.*`), which
+    /// are set through `auth`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "client_config_schema")]
     pub client_config: BTreeMap<String, String>,

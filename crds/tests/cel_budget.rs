@@ -182,3 +182,37 @@ fn a_rule_inside_a_list_counts_once_per_item_in_the_total() {
     assert_eq!(site.cardinality, 100.0);
     assert_eq!(site.path, ".items[*]");
 }
+
+/// The walk in `cel_cost::sites` follows `properties`, `items` and `additionalProperties`; a
+/// rule anywhere else in the schema would escape the budget check. Count every rule and message
+/// expression by scanning all of the schema's JSON instead, and require the same number.
+#[test]
+fn the_budget_check_sees_every_rule_of_the_crd() {
+    fn count(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| {
+                    let own = if k == "x-kubernetes-validations" {
+                        v.as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|r| {
+                                usize::from(r.get("rule").is_some())
+                                    + usize::from(r.get("messageExpression").is_some())
+                            })
+                            .sum()
+                    } else {
+                        0
+                    };
+                    own + count(v)
+                })
+                .sum(),
+            serde_json::Value::Array(items) => items.iter().map(count).sum(),
+            _ => 0,
+        }
+    }
+    let schema = crd_schema();
+    // `count` also descends into the validation lists themselves, which hold no nested rules.
+    assert_eq!(sites(&schema).len(), count(&schema));
+}

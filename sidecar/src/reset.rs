@@ -13,7 +13,13 @@
 //!
 //! Pure, except for [`Resets`]' lock.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering::Relaxed},
+    },
+};
 
 use kcp_crds::v1alpha1::InitialOffset;
 use rdkafka::Offset;
@@ -65,19 +71,31 @@ pub struct Resumed {
     pub removed: i64,
 }
 
-/// Out-of-range resets waiting for their partition's next record.
+/// Out-of-range resets waiting for their partition's next record. Asked once per record, so
+/// the common case (none pending) reads one atomic and takes no lock.
 #[derive(Debug, Default)]
-pub struct Resets(Mutex<HashMap<Tp, i64>>);
+pub struct Resets {
+    pending: Mutex<HashMap<Tp, i64>>,
+    count: AtomicUsize,
+}
 
 impl Resets {
     /// librdkafka reset `tp`, which was at offset `was`.
     pub fn reported(&self, tp: Tp, was: i64) {
-        self.lock().insert(tp, was);
+        let mut pending = self.lock();
+        pending.insert(tp, was);
+        self.count.store(pending.len(), Relaxed);
     }
 
     /// The record at `offset` arrived on `tp`: if a reset was pending there, what it did.
     pub fn resumed(&self, tp: &Tp, offset: i64) -> Option<Resumed> {
-        let was = self.lock().remove(tp)?;
+        if self.count.load(Relaxed) == 0 {
+            return None;
+        }
+        let mut pending = self.lock();
+        let was = pending.remove(tp);
+        self.count.store(pending.len(), Relaxed);
+        let was = was?;
         Some(Resumed {
             was,
             at: offset,
@@ -86,7 +104,7 @@ impl Resets {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Tp, i64>> {
-        self.0
+        self.pending
             .lock()
             .expect("invariant: resets lock never poisoned")
     }

@@ -37,7 +37,10 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use http_body_util::Full;
-use kcp_crds::{config::EndpointConfig, v1alpha1::HttpMethod};
+use kcp_crds::{
+    config::{EndpointConfig, is_plain_header_value},
+    v1alpha1::HttpMethod,
+};
 
 use crate::record::Record;
 
@@ -112,16 +115,8 @@ impl Target {
     }
 }
 
-/// Whether bytes can travel as an HTTP header value unchanged: printable ASCII (space included),
-/// no leading or trailing space (which parsers strip).
-pub fn is_plain_value(bytes: &[u8]) -> bool {
-    bytes.iter().all(|b| (0x20..0x7f).contains(b))
-        && bytes.first() != Some(&b' ')
-        && bytes.last() != Some(&b' ')
-}
-
 fn plain(bytes: &[u8]) -> Option<HeaderValue> {
-    if is_plain_value(bytes) {
+    if is_plain_header_value(bytes) {
         HeaderValue::from_bytes(bytes).ok()
     } else {
         None

@@ -141,7 +141,7 @@ fn consume(
         gate.apply(consumer, shared);
         let mut taken = serve_events(consumer, shared);
         if shared.stats.gate.is_open() && commit_ahead(consumer, shared) {
-            taken += take_records(consumer, shared, &mut next_partition);
+            taken += take_records(shared, &mut next_partition);
             commit_ahead(consumer, shared);
         }
         let (records, bytes) = shared.total.pending();
@@ -220,7 +220,7 @@ fn serve_events(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared) -> usize 
             Some(Ok(message)) => {
                 let tp = Tp::new(message.topic(), message.partition());
                 match shared.partition(&tp) {
-                    Some(state) => accept(consumer, shared, &state, &message),
+                    Some(state) => accept(shared, &state, &message),
                     None => {
                         debug!(%tp, offset = message.offset(), "Record for a partition not assigned; dropped")
                     }
@@ -251,7 +251,7 @@ fn serve_events(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared) -> usize 
 /// finish, is not read ([`Dispatcher::stall`](crate::dispatch::Dispatcher::stall)): stopping to
 /// read is the only answer that never drops or skips a record. Each change is reported
 /// ([`note_stall`]).
-fn take_records(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared, next: &mut usize) -> usize {
+fn take_records(shared: &Shared, next: &mut usize) -> usize {
     if shared.dispatcher.hold_stuck(Instant::now()) {
         for state in shared.lock_partitions().values() {
             shared.stats.set_parked(&state.tp, state.buffer.parked().0);
@@ -316,7 +316,7 @@ fn take_records(consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared, next: &mu
             match fetch.queue.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(message)) => {
-                    accept(consumer, shared, state, &message);
+                    accept(shared, state, &message);
                     // Exact: between takes the buffer only shrinks.
                     let (records, _) = shared.total.pending();
                     shared
@@ -410,13 +410,7 @@ fn final_commit(consumer: &Arc<BaseConsumer<ConsumerCtx>>, shared: &Shared, dead
     }
 }
 
-fn accept(
-    // Kept for the callers' uniformity; at-most-once commits in `commit_ahead`.
-    _consumer: &BaseConsumer<ConsumerCtx>,
-    shared: &Shared,
-    state: &Arc<PartitionState>,
-    message: &BorrowedMessage<'_>,
-) {
+fn accept(shared: &Shared, state: &Arc<PartitionState>, message: &BorrowedMessage<'_>) {
     let tp = &state.tp;
     let record = Record::from_message(message, &tp.topic);
     Stats::incr(&shared.stats.received);
