@@ -60,6 +60,10 @@ pub struct Cli {
     /// many partitions behind, memory grows with it (1,000,000 is librdkafka's default).
     #[arg(long, env = "KCP_BENCH_PRELOAD_BATCH_BYTES", default_value_t = crate::kafka::DEFAULT_BATCH_BYTES, value_parser = clap::value_parser!(u32).range(1024..=1_000_000))]
     pub preload_batch_bytes: u32,
+    /// Resources the operator scenario creates (it needs a cluster: KUBECONFIG). Lower it for a
+    /// small cluster. Default: 100 with --quick, 1,000 otherwise.
+    #[arg(long, env = "KCP_BENCH_OPERATOR_RESOURCES", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub operator_resources: Option<u32>,
     /// Keep the scratch directory (each sidecar child's config and log) after a successful run.
     #[arg(long, env = "KCP_BENCH_KEEP_SCRATCH")]
     pub keep_scratch: bool,
@@ -106,6 +110,7 @@ pub enum Scenario {
     Resources,
     /// Seconds to drain 10,000 records with a 0–5 ms random sink, per ordering mode.
     Parallel,
-    /// The operator's memory and API writes (needs KUBECONFIG).
+    /// The operator with 1,000 resources: memory, time to reconcile all, writes per no-op
+    /// reconcile, time to notice a spec change (needs KUBECONFIG).
     Operator,
 }

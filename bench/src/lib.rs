@@ -71,6 +71,14 @@ pub fn plan(cli: &Cli) -> Plan {
         backlog_cap_secs: cli.backlog_cap_secs.unwrap_or(if q { 15 } else { 60 }),
         kafka_settings: cli.kafka_settings.clone(),
         preload_batch_bytes: cli.preload_batch_bytes,
+        operator_resources: cli.operator_resources.map_or(
+            if q {
+                100
+            } else {
+                scenarios::operator::RESOURCES
+            },
+            |n| n as usize,
+        ),
     }
 }
 
@@ -151,6 +159,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         if wants(cli, Scenario::Operator) {
             report.operator = scenarios::operator::run(
                 std::env::var_os("KUBECONFIG"),
+                plan.operator_resources,
                 &child_exe,
                 &workdir,
             )
@@ -193,5 +202,25 @@ impl Drop for Scratch {
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn the_operator_scenario_counts_1000_unless_told() {
+        let count = |args: &[&str]| {
+            let cli = Cli::try_parse_from(std::iter::once("kcp-bench").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(plan(&cli).operator_resources)
+        };
+        assert_eq!(count(&[]), Ok(1000));
+        assert_eq!(count(&["--quick"]), Ok(100));
+        assert_eq!(count(&["--operator-resources", "50"]), Ok(50));
+        assert_eq!(count(&["--quick", "--operator-resources=2000"]), Ok(2000));
+        assert!(count(&["--operator-resources", "0"]).is_err());
     }
 }

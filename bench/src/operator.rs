@@ -41,7 +41,9 @@ pub const CHILD_SUBCOMMAND: &str = "operator-child";
 pub const LAG_REFRESH: &str = "1h";
 
 /// Lag probe timeout of the child: the resources point at a closed port, so every first probe
-/// fails; one second keeps 100 of them at 4 at a time near 25 s.
+/// fails. The lag reader's deadline includes waiting for one of its few slots per cluster, so
+/// with one second each of 1,000 first probes has failed (and asked for the reconcile that
+/// writes `KafkaReachable=False`) within about a second of its resource's first reconcile.
 pub const LAG_PROBE_TIMEOUT: &str = "1s";
 
 /// The operator's flags for a bench run (see the module docs).

@@ -3,6 +3,8 @@
 //! Pure: figures in, text out. Targets are printed beside figures with a verdict; nothing is
 //! asserted.
 
+mod operator;
+
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -10,15 +12,12 @@ use serde::Serialize;
 use crate::{
     machine::Machine,
     scenarios::{
-        Plan, Verdict,
-        latency::Latency,
-        operator::{OperatorFigures, OperatorResult},
-        parallel::Parallel,
-        resources::Resources,
-        throughput::Throughput,
+        Plan, Verdict, latency::Latency, operator::OperatorResult, parallel::Parallel,
+        resources::Resources, throughput::Throughput,
     },
     stats::Summary,
 };
+use operator::operator_md;
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -409,80 +408,6 @@ fn parallel_md(o: &mut String, pc: &Parallel) {
     o.push('\n');
 }
 
-fn operator_md(o: &mut String, r: &OperatorResult) {
-    let f = match r {
-        OperatorResult::NotSelected => {
-            let _ = writeln!(o, "## Operator\n\nnot selected\n");
-            return;
-        }
-        OperatorResult::NoCluster => {
-            let _ = writeln!(o, "## Operator\n\nnot measured (no cluster)\n");
-            return;
-        }
-        OperatorResult::NotMeasured { reason } => {
-            let _ = writeln!(o, "## Operator\n\nnot measured: {reason}\n");
-            return;
-        }
-        OperatorResult::Measured(f) => f,
-    };
-    operator_figures_md(o, f);
-}
-
-fn operator_figures_md(o: &mut String, f: &OperatorFigures) {
-    let _ = writeln!(
-        o,
-        "## Operator ({} resources in namespace {}, its own process, /proc; flags `{}`)\n\n\
-         | figure | value | target | verdict |\n|---|---:|---|---|",
-        f.resources,
-        f.namespace,
-        f.operator_flags.join(" ")
-    );
-    let _ = writeln!(
-        o,
-        "| resident memory with {} resources, all reconciled, idle (VmRSS) | {:.1} MiB | — (none set) | — |",
-        f.resources, f.rss_mib
-    );
-    let _ = writeln!(
-        o,
-        "| resident memory, peak so far (VmHWM) | {:.1} MiB | — (none set) | — |",
-        f.peak_rss_mib
-    );
-    let by: Vec<String> = f
-        .noop_api_writes_by_resource
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect();
-    let by = if by.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", by.join(", "))
-    };
-    let _ = writeln!(
-        o,
-        "| **API writes per no-op reconcile** (`kcp_operator_api_writes_total`; {} writes{by} over {} reconciles after annotating each resource) | {:.2} | 0 | {} |",
-        f.noop_api_writes,
-        f.noop_reconciles,
-        f.api_writes_per_noop_reconcile,
-        f.verdict_writes.label()
-    );
-    let _ = writeln!(
-        o,
-        "| time until every status observed its generation (informative) | {:.1} s | | |",
-        f.seconds_to_reconcile_all
-    );
-    let _ = writeln!(
-        o,
-        "| reconciles and API writes until idle (informative) | {} reconciles, {} writes | | |\n",
-        f.initial_reconciles, f.initial_api_writes
-    );
-    for n in &f.notes {
-        let _ = writeln!(o, "- note: {n}");
-    }
-    if !f.notes.is_empty() {
-        o.push('\n');
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,84 +418,5 @@ mod tests {
         assert_eq!(thousands(999.0), "999");
         assert_eq!(thousands(-1000.0), "-1,000");
         assert_eq!(thousands(f64::NAN), "—");
-    }
-
-    fn figures(writes: u64) -> OperatorFigures {
-        let reconciles = 100;
-        let per = writes as f64 / reconciles as f64;
-        OperatorFigures {
-            namespace: "kcp-bench-7".into(),
-            operator_flags: vec!["--namespace=kcp-bench-7".into()],
-            resources: 100,
-            seconds_to_reconcile_all: 31.2,
-            initial_reconciles: 230,
-            initial_api_writes: 430,
-            rss_mib: 41.25,
-            peak_rss_mib: 52.5,
-            noop_reconciles: reconciles,
-            noop_api_writes: writes,
-            noop_api_writes_by_resource: if writes > 0 {
-                [(
-                    "resource=\"kafkaconsumerproxies/status\"".to_owned(),
-                    writes,
-                )]
-                .into()
-            } else {
-                Default::default()
-            },
-            api_writes_per_noop_reconcile: per,
-            verdict_writes: Verdict::at_most(Some(per), 0.0),
-            notes: vec![],
-        }
-    }
-
-    #[test]
-    fn operator_figures_render_with_targets_and_verdicts() {
-        let mut o = String::new();
-        operator_md(&mut o, &OperatorResult::Measured(figures(0)));
-        assert!(o.contains("| figure | value | target | verdict |"), "{o}");
-        assert!(o.contains("(VmRSS) | 41.2 MiB | — (none set) | — |"), "{o}");
-        assert!(o.contains("(VmHWM) | 52.5 MiB |"), "{o}");
-        assert!(o.contains("0 writes over 100 reconciles"), "{o}");
-        assert!(o.contains("| 0.00 | 0 | met |"), "{o}");
-
-        let mut o = String::new();
-        operator_md(&mut o, &OperatorResult::Measured(figures(100)));
-        assert!(
-            o.contains(
-                "100 writes (resource=\"kafkaconsumerproxies/status\": 100) over 100 reconciles"
-            ),
-            "{o}"
-        );
-        assert!(o.contains("| 1.00 | 0 | **missed** |"), "{o}");
-
-        let json = serde_json::to_value(OperatorResult::Measured(figures(0))).expect("json");
-        assert_eq!(json["result"], "measured");
-        assert_eq!(json["noopApiWrites"], 0);
-        assert_eq!(json["verdictWrites"], "met");
-    }
-
-    #[test]
-    fn an_unmeasured_operator_says_why() {
-        let mut o = String::new();
-        operator_md(&mut o, &OperatorResult::NoCluster);
-        assert_eq!(o, "## Operator\n\nnot measured (no cluster)\n\n");
-        let failed = OperatorResult::NotMeasured {
-            reason: "checking for the KafkaConsumerProxy CRD: connection refused".into(),
-        };
-        let mut o = String::new();
-        operator_md(&mut o, &failed);
-        assert!(
-            o.contains("not measured: checking for the KafkaConsumerProxy CRD: connection refused"),
-            "{o}"
-        );
-        assert!(failed.is_error() && !OperatorResult::NoCluster.is_error());
-        let json = serde_json::to_value(&failed).expect("json");
-        assert_eq!(json["result"], "notMeasured");
-        assert!(
-            json["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("refused"))
-        );
     }
 }

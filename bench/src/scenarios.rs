@@ -47,6 +47,8 @@ pub struct Plan {
     pub backlog_cap_secs: u64,
     /// Extra librdkafka properties for the sidecar and the bare consumer (`--kafka-setting`).
     pub kafka_settings: Vec<(String, String)>,
+    /// Resources of the operator scenario (`--operator-resources`).
+    pub operator_resources: usize,
 }
 
 /// What every scenario uses.

@@ -107,7 +107,7 @@ pub fn run_child(config_path: &Path) -> anyhow::Result<()> {
                 while matches!(std::io::Read::read(&mut stdin, &mut buf), Ok(n) if n > 0) {}
                 on_eof.cancel();
             })?;
-        serve::serve(config, None, shutdown, |stats| {
+        serve::serve(config, Default::default(), false, shutdown, |stats| {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(250));
                 loop {

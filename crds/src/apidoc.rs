@@ -81,8 +81,18 @@ fn walk(path: &str, s: &Value, out: &mut String, rules: &mut Vec<(String, String
             "| `{field}` | {} | {default} | {desc} |\n",
             type_of(p)
         ));
-        // Standard Kubernetes types (conditions, resources, timestamps) are not expanded.
-        let standard = name == "resources" || name == "conditions" || name == "template";
+        // Standard Kubernetes types (conditions, resources, the pod template, scheduling
+        // types) are not expanded.
+        let standard = [
+            "resources",
+            "conditions",
+            "template",
+            "affinity",
+            "tolerations",
+            "topologySpreadConstraints",
+            "imagePullSecrets",
+        ]
+        .contains(&name.as_str());
         if !standard {
             walk(&field, p, out, rules);
             if let Some(items) = p.get("items") {

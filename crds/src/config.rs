@@ -45,8 +45,20 @@ pub const CONFIG_MOUNT_DIR: &str = "/etc/kcp/config";
 pub const CONFIG_FILE_NAME: &str = "config.json";
 /// Environment variable naming the config file (the sidecar's `--config` flag).
 pub const CONFIG_PATH_ENV: &str = "KCP_CONFIG";
-/// Environment variable with the pod's name; used as `group.instance.id` (static membership).
+/// Environment variable with the pod's name: the consumer's `client.id` suffix and log context.
+/// Never the `group.instance.id`: a Deployment's pod names are random, and a static member that
+/// goes away holds its partitions until `session.timeout.ms` (ARCHITECTURE.md "Pod lifecycle").
 pub const POD_NAME_ENV: &str = "KCP_POD_NAME";
+/// Environment variable with a stable `group.instance.id` (static membership), for a sidecar run
+/// with a stable identity (a StatefulSet, a VM). The operator never sets it.
+pub const GROUP_INSTANCE_ID_ENV: &str = "KCP_GROUP_INSTANCE_ID";
+/// The sidecar's admin path the app containers' `preStop` hook calls: it returns once the sidecar
+/// sends the app nothing more (at pod deletion: drained, committed, left the group).
+pub const DRAIN_PATH: &str = "/drain";
+/// Environment variable set (to `true`) by the operator when the app containers call
+/// [`DRAIN_PATH`] from their `preStop` hook: after its shutdown the sidecar waits briefly for that
+/// call, so the hook gets its answer instead of a refused connection.
+pub const DRAIN_HOOK_ENV: &str = "KCP_DRAIN_HOOK";
 
 /// Everything the sidecar needs, with every default resolved.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

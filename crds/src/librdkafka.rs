@@ -3,7 +3,8 @@
 //! properties marked `*` or `C`, without those only the C API can set (callbacks, opaque
 //! pointers). `kafka.clientConfig` may only name these (the CRD refuses other keys; so does the
 //! sidecar's config parser). A test in the sidecar crate checks each one against the linked
-//! librdkafka.
+//! librdkafka. [`CONSUMER_ONLY_PROPERTIES`] says which of them only a consumer uses, so the
+//! dead-letter producer is given the others.
 //!
 //! Pure data. Regenerate after a librdkafka upgrade:
 //!
@@ -163,6 +164,55 @@ pub fn is_consumer_property(key: &str) -> bool {
     CONSUMER_PROPERTIES.binary_search(&key).is_ok()
 }
 
+/// The properties of [`CONSUMER_PROPERTIES`] only a consumer uses (marked `C` in
+/// `CONFIGURATION.md`, the others are marked `*`: every client uses them), sorted. The sidecar's
+/// dead-letter producer takes the rest of `clientConfig` (sockets, timeouts, metadata, `debug`,
+/// `client.rack`, ...), never these. Pure data. Regenerate after a librdkafka upgrade:
+///
+/// ```sh
+/// awk -F'|' '/^[a-z][a-z0-9._]* +\|/ { n=$1; gsub(/ /,"",n); c=$2; gsub(/ /,"",c);
+///   if (c=="C" && $0 !~ /see dedicated API/) print "    \"" n "\"," }' \
+///   "$(ls -d ~/.cargo/registry/src/*/rdkafka-sys-*/librdkafka)/CONFIGURATION.md" | sort -u
+/// ```
+pub const CONSUMER_ONLY_PROPERTIES: &[&str] = &[
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "auto.offset.reset",
+    "check.crcs",
+    "consume.callback.max.messages",
+    "coordinator.query.interval.ms",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "fetch.error.backoff.ms",
+    "fetch.max.bytes",
+    "fetch.message.max.bytes",
+    "fetch.min.bytes",
+    "fetch.queue.backoff.ms",
+    "fetch.wait.max.ms",
+    "group.id",
+    "group.instance.id",
+    "group.protocol",
+    "group.protocol.type",
+    "group.remote.assignor",
+    "heartbeat.interval.ms",
+    "isolation.level",
+    "max.partition.fetch.bytes",
+    "max.poll.interval.ms",
+    "offset.store.method",
+    "offset.store.path",
+    "offset.store.sync.interval.ms",
+    "partition.assignment.strategy",
+    "queued.max.messages.kbytes",
+    "queued.min.messages",
+    "session.timeout.ms",
+];
+
+/// Whether only a consumer uses the property `key` (a producer ignores it, with a warning).
+pub fn is_consumer_only_property(key: &str) -> bool {
+    CONSUMER_ONLY_PROPERTIES.binary_search(&key).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +220,41 @@ mod tests {
     #[test]
     fn the_list_is_sorted_and_unique_so_binary_search_works() {
         assert!(CONSUMER_PROPERTIES.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn the_consumer_only_list_is_sorted_unique_and_part_of_the_consumer_list() {
+        assert!(CONSUMER_ONLY_PROPERTIES.windows(2).all(|w| w[0] < w[1]));
+        let strays: Vec<&str> = CONSUMER_ONLY_PROPERTIES
+            .iter()
+            .copied()
+            .filter(|k| !is_consumer_property(k))
+            .collect();
+        assert!(strays.is_empty(), "not consumer properties: {strays:?}");
+    }
+
+    #[test]
+    fn consumer_only_and_general_keys() {
+        for key in [
+            "fetch.max.bytes",
+            "group.id",
+            "session.timeout.ms",
+            "auto.offset.reset",
+        ] {
+            assert!(is_consumer_only_property(key), "{key} is consumer-only");
+        }
+        for key in [
+            "socket.timeout.ms",
+            "client.rack",
+            "debug",
+            "client.id",
+            "acks",
+        ] {
+            assert!(
+                !is_consumer_only_property(key),
+                "{key} is not consumer-only"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::core::v1::ResourceRequirements,
+    api::core::v1::{
+        Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+    },
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
 };
 use kube::{CustomResource, KubeSchema};
@@ -18,7 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::Duration;
 
 mod schema;
-use schema::{client_config_schema, pod_template_schema, static_headers_schema};
+pub use schema::{RESERVED_CONTAINER_NAME, SELECTOR_LABEL};
+use schema::{
+    client_config_schema, node_selector_schema, object_name_schema, pod_labels_schema,
+    pod_template_schema, static_headers_schema, terse_schema,
+};
 
 /// A Kafka consumer group that delivers every record of its topics to an HTTP endpoint, run as
 /// a sidecar next to your application.
@@ -70,6 +76,9 @@ use schema::{client_config_schema, pod_template_schema, static_headers_schema};
 ).message(
     "endpoint.port and sidecar.adminPort are the same port: the app and the sidecar share the pod's network; pick another sidecar.adminPort"
 ))]
+#[x_kube(validation = Rule::new("!has(self.pod) || !has(self.template)").message(
+    "spec.pod is for pods without spec.template (endpoint.url): with a template, set these in the template instead (labels and annotations in spec.template.metadata, the rest in spec.template.spec)"
+))]
 #[x_kube(validation = Rule::new(
     "!has(self.delivery) || !has(self.delivery.deadLetter) || !has(self.delivery.deadLetter.topic) || !(self.delivery.deadLetter.topic in self.kafka.topics)"
 ).message(
@@ -116,9 +125,83 @@ pub struct KafkaConsumerProxySpec {
     // The CRD describes only its outline; see ARCHITECTURE.md "Why template is loosely typed".
     pub template: Option<serde_json::Value>,
 
+    /// Labels, annotations, scheduling, image pull secrets and ServiceAccount of the pods when
+    /// there is no `template` (`endpoint.url`). With a `template`, set these in the template
+    /// instead: setting both is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodSettings>,
+
     /// Settings of the sidecar container the operator adds to each pod.
     #[serde(default)]
     pub sidecar: SidecarSpec,
+}
+
+/// The pod settings of a resource without a `template`: the fields of a pod template that every
+/// pod needs to be labelled, scheduled, pulled and run as a ServiceAccount. Scheduling fields have
+/// their standard Kubernetes form.
+// The Kubernetes types come from k8s-openapi (pinned to one Kubernetes version) with their
+// schema in the CRD, so a typo is refused at `kubectl apply`; their nested descriptions are
+// left out to keep the CRD small (ARCHITECTURE.md, "Why `spec.pod` is typed when `template`
+// is not").
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSettings {
+    /// Labels added to the pods (at most 64). `kafkaproxy.io/instance` is the operator's: it
+    /// selects the pods, and may not be set here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "pod_labels_schema")]
+    pub labels: BTreeMap<String, String>,
+
+    /// Annotations added to the pods (a service mesh's, a log collector's). The operator's
+    /// `kafkaproxy.io/config-hash` wins over one set here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+
+    /// Secrets in the resource's namespace holding registry credentials for the sidecar image,
+    /// as `[{name: regcred}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "terse_schema::<Vec<LocalObjectReference>>")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+
+    /// Node labels a node must have to run the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "node_selector_schema")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Taints the pods tolerate (a standard Kubernetes `tolerations` list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "terse_schema::<Vec<Toleration>>")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Node affinity, pod affinity and anti-affinity (a standard Kubernetes `affinity`). The
+    /// pods carry the label `kafkaproxy.io/instance: <resource name>` to select them by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "terse_schema::<Affinity>")]
+    pub affinity: Option<Affinity>,
+
+    /// How the pods spread over zones or nodes (a standard Kubernetes
+    /// `topologySpreadConstraints` list). Select the pods with the label
+    /// `kafkaproxy.io/instance: <resource name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "terse_schema::<Vec<TopologySpreadConstraint>>")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+
+    /// PriorityClass of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "object_name_schema")]
+    pub priority_class_name: Option<String>,
+
+    /// ServiceAccount the pods run as, e.g. for its image pull secrets or for policies that
+    /// select pods by ServiceAccount. Its API token is still not mounted: the sidecar never
+    /// calls the Kubernetes API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "object_name_schema")]
+    pub service_account_name: Option<String>,
+
+    /// RuntimeClass of the pods (e.g. a sandboxed runtime such as gVisor or Kata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "object_name_schema")]
+    pub runtime_class_name: Option<String>,
 }
 
 /// Kafka connection and consumption.
@@ -184,7 +267,12 @@ pub enum InitialOffset {
 }
 
 /// Kafka authentication: SASL, TLS, or both (SASL over TLS).
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new(
+    "!has(self.sasl) || self.sasl.mechanism != 'PLAIN' || has(self.tls) || (has(self.allowCleartextPassword) && self.allowCleartextPassword)"
+).message(
+    "auth.sasl.mechanism PLAIN without auth.tls sends the password in clear text: add auth.tls (tls: {} trusts the system CA roots), use SCRAM, or set auth.allowCleartextPassword: true for a broker on a trusted network"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaAuth {
     /// SASL username/password authentication.
@@ -193,6 +281,24 @@ pub struct KafkaAuth {
     /// TLS to the brokers. `tls: {}` uses the system's CA roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsAuth>,
+    /// Allows SASL `PLAIN` without `tls`, which sends the password over the network in clear
+    /// text (refused otherwise). Only for a broker on a network you trust.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_cleartext_password: bool,
+}
+
+impl KafkaAuth {
+    /// Why this authentication is refused, when it is: SASL `PLAIN` without TLS sends the
+    /// password in clear text unless [`KafkaAuth::allow_cleartext_password`] says so.
+    pub fn cleartext_problem(&self) -> Option<&'static str> {
+        let plain = self
+            .sasl
+            .as_ref()
+            .is_some_and(|s| s.mechanism == SaslMechanism::Plain);
+        (plain && self.tls.is_none() && !self.allow_cleartext_password).then_some(
+            "kafka.auth.sasl.mechanism PLAIN without kafka.auth.tls sends the password in clear text: add auth.tls (tls: {} trusts the system CA roots), use SCRAM, or set auth.allowCleartextPassword: true for a broker on a trusted network",
+        )
+    }
 }
 
 /// SASL credentials, read from a Secret in the resource's namespace.

@@ -270,6 +270,64 @@ fn apply_set(good: &serde_yaml::Value, set: &serde_yaml::Value) -> Value {
     obj
 }
 
+/// A resource without a template may set every pod setting, in the Kubernetes form users copy
+/// from their other workloads; it reaches the Rust type whole.
+#[test]
+fn pod_settings_of_a_resource_without_a_template_are_admitted() {
+    let api = ApiServer::new();
+    let selector = json!({"matchLabels": {"kafkaproxy.io/instance": "orders"}});
+    let pod = json!({
+        "labels": {"team": "audit", "app.kubernetes.io/part-of": "shop", "empty": ""},
+        "annotations": {"prometheus.io/scrape": "true", "config": "{\"a\": [1, 2]}"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "nodeSelector": {"kubernetes.io/arch": "arm64"},
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "kafka", "effect": "NoSchedule"},
+            {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+        ],
+        "affinity": {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["kafka"]}]}
+            ]}},
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                "weight": 100,
+                "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": selector}
+            }]}
+        },
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": selector,
+            "matchLabelKeys": ["pod-template-hash"]}],
+        "priorityClassName": "kafka-consumers",
+        "serviceAccountName": "audit-forwarder",
+        "runtimeClassName": "gvisor"
+    });
+    let mut obj = with(good(), "spec/template", Value::Null);
+    obj = with(
+        obj,
+        "spec/endpoint",
+        json!({"url": "http://audit.shop.svc:8080/ingest"}),
+    );
+    obj = with(obj, "spec/pod", pod.clone());
+    assert_eq!(api.admit(&obj, None), Vec::<String>::new());
+    let kcp: KafkaConsumerProxy = serde_json::from_value(obj).expect("deserializes");
+    let typed = serde_json::to_value(kcp.spec.pod.expect("pod settings")).expect("serializes");
+    assert_eq!(typed, pod, "every field reaches the Rust type and back");
+}
+
+#[test]
+fn sasl_plain_is_admitted_over_tls_or_when_cleartext_is_allowed() {
+    let api = ApiServer::new();
+    let sasl = json!({"mechanism": "PLAIN", "secretName": "kafka-user"});
+    for auth in [
+        json!({"sasl": sasl, "tls": {}}),
+        json!({"sasl": sasl, "allowCleartextPassword": true}),
+        json!({"sasl": {"mechanism": "SCRAM-SHA-512", "secretName": "kafka-user"}}),
+    ] {
+        let obj = with(good(), "spec/kafka/auth", auth.clone());
+        assert_eq!(api.admit(&obj, None), Vec::<String>::new(), "{auth}");
+    }
+}
+
 #[test]
 fn group_id_cannot_change_after_creation() {
     let api = ApiServer::new();

@@ -11,7 +11,7 @@ use std::{fs, path::PathBuf};
 
 use kcp_operator::reconcile::{
     build::{BuildOptions, Children, build},
-    testing::{kcp_from, port_app_spec, sasl_tls_spec, url_spec},
+    testing::{kcp_from, pod_settings_spec, port_app_spec, sasl_tls_spec, url_spec},
     validate::validate,
 };
 use serde_json::json;
@@ -107,6 +107,30 @@ fn app_with_sasl_and_tls() {
 #[test]
 fn sidecar_only() {
     check_snapshot("sidecar-only.yaml", &render(url_spec()).1);
+}
+
+/// A pod without a template, scheduled, pulled and labelled by `spec.pod`.
+#[test]
+fn sidecar_only_with_pod_settings() {
+    check_snapshot(
+        "sidecar-only-pod-settings.yaml",
+        &render(pod_settings_spec()).1,
+    );
+}
+
+/// An app of two containers: one with a `preStop` hook of its own, which it keeps, and one that
+/// gets the drain hook beside its `postStart`.
+#[test]
+fn app_containers_with_and_without_their_own_pre_stop() {
+    let mut spec = port_app_spec();
+    let containers = spec["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap();
+    containers[0]["lifecycle"] = json!({"preStop": {"exec": {"command": ["/bin/flush"]}}});
+    containers.push(json!({"name": "exporter", "image": "shop/exporter:2",
+        "lifecycle": {"postStart": {"exec": {"command": ["/bin/warm-up"]}}}}));
+    spec["template"]["spec"]["terminationGracePeriodSeconds"] = json!(60);
+    check_snapshot("app-own-pre-stop.yaml", &render(spec).1);
 }
 
 #[test]

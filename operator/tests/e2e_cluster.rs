@@ -162,9 +162,23 @@ async fn example_gets_children_status_and_garbage_collection() {
         deployments.get_opt("orders").await.unwrap()
     })
     .await;
-    let containers = deployment.spec.unwrap().template.spec.unwrap().containers;
-    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["app", "kcp-sidecar"]);
+    // The API server keeps the app's drain hook, on the admin port by number, and the grace
+    // period: the default drain (30 s) and margin (10 s), then the app's default 30 s.
+    let hook = pod.containers[0]
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.http_get.as_ref())
+        .unwrap();
+    assert_eq!(hook.path.as_deref(), Some("/drain"));
+    assert_eq!(
+        hook.port,
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9090)
+    );
+    assert_eq!(pod.termination_grace_period_seconds, Some(70));
     let config = config_maps.get_opt("orders-kcp-config").await.unwrap();
     assert!(config.is_some(), "the ConfigMap");
 
@@ -228,7 +242,7 @@ async fn a_missing_secret_is_reported_in_the_status() {
     let kcps: Api<KafkaConsumerProxy> = Api::namespaced(client.clone(), namespace);
     let mut object = example(namespace, "orders", 1);
     object["spec"]["kafka"]["auth"] =
-        json!({"sasl": {"mechanism": "PLAIN", "secretName": "does-not-exist"}});
+        json!({"sasl": {"mechanism": "SCRAM-SHA-512", "secretName": "does-not-exist"}});
     apply(&kcps, &object).await;
     let ready = eventually("Ready=False reason=SecretNotFound", || async {
         let kcp = kcps.get("orders").await.unwrap();

@@ -17,7 +17,7 @@ use kcp_operator::reconcile::{
     build::{BuildOptions, build},
     drift::covers,
     reconcile,
-    testing::{UID, kcp_from, port_app_spec},
+    testing::{UID, kcp_from, pod_settings_spec, port_app_spec},
     validate::validate,
 };
 use kube::core::DeserializeGuard;
@@ -72,6 +72,7 @@ fn zero_values_spec() -> Value {
                     "httpGet": {"path": "/healthz", "port": 8080, "scheme": ""},
                     "initialDelaySeconds": 0, "timeoutSeconds": 0, "successThreshold": 0
                 },
+                "lifecycle": {"postStart": {"httpGet": {"path": "/warm-up", "port": 8080, "scheme": ""}}},
                 "resources": {"requests": {"cpu": "1000m", "memory": "0.5Gi"}, "limits": {"cpu": 2}},
                 "securityContext": {"readOnlyRootFilesystem": false, "allowPrivilegeEscalation": false}
             }],
@@ -84,6 +85,7 @@ fn zero_values_spec() -> Value {
 fn all_specs() -> Vec<(String, Value)> {
     let mut specs = examples();
     specs.push(("zero values".into(), zero_values_spec()));
+    specs.push(("pod settings".into(), pod_settings_spec()));
     specs
 }
 
@@ -213,7 +215,7 @@ async fn a_second_reconcile_writes_no_child_when_they_have_the_servers_shape() {
 #[tokio::test]
 async fn real_drift_is_still_written() {
     type Edit = fn(&mut Value);
-    let edits: [(&str, Edit); 5] = [
+    let edits: [(&str, Edit); 6] = [
         ("hand-edited sidecar image", |d| {
             sidecar(d)["image"] = json!("evil:latest");
         }),
@@ -230,6 +232,12 @@ async fn real_drift_is_still_written() {
                 .retain(|e| e["name"] != "KCP_CONFIG");
         }),
         ("changed replicas", |d| d["spec"]["replicas"] = json!(7)),
+        ("removed the app's drain hook", |d| {
+            container(d, "app")["lifecycle"]
+                .as_object_mut()
+                .unwrap()
+                .remove("preStop");
+        }),
         ("removed volume we set", |d| {
             d["spec"]["template"]["spec"]["volumes"]
                 .as_array_mut()
@@ -264,10 +272,14 @@ async fn real_drift_is_still_written() {
 }
 
 fn sidecar(d: &mut Value) -> &mut Value {
+    container(d, "kcp-sidecar")
+}
+
+fn container<'a>(d: &'a mut Value, name: &str) -> &'a mut Value {
     d["spec"]["template"]["spec"]["containers"]
         .as_array_mut()
         .unwrap()
         .iter_mut()
-        .find(|c| c["name"] == "kcp-sidecar")
+        .find(|c| c["name"] == name)
         .unwrap()
 }

@@ -195,8 +195,14 @@ async fn first_reconcile_applies_configmap_then_deployment_then_status() {
 
     // The sidecar gets credentials by reference; the lag reader gets the values in memory.
     let deployment = fake.get(DEPLOYMENT_PATH).unwrap();
-    let env = &deployment["spec"]["template"]["spec"]["containers"][1]["env"];
-    assert_eq!(env[2]["valueFrom"]["secretKeyRef"]["name"], "kafka-user");
+    let env = deployment["spec"]["template"]["spec"]["containers"][1]["env"]
+        .as_array()
+        .unwrap();
+    let username = env
+        .iter()
+        .find(|e| e["name"] == "KCP_SASL_USERNAME")
+        .unwrap();
+    assert_eq!(username["valueFrom"]["secretKeyRef"]["name"], "kafka-user");
     assert_no_secret_value_sent(&calls);
     assert_all_in_api_calls_table(&calls);
 

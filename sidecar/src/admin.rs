@@ -1,6 +1,7 @@
 //! The admin server: probes, metrics and status on their own port (`admin.listen`).
 //!
-//! Read-only over [`Stats`]; it never touches Kafka or the app. Routes (GET):
+//! Read-only over [`Stats`], except `/drain`, which holds the readiness gate; it never touches
+//! Kafka or the app. Routes (GET):
 //!
 //! - `/healthz` — liveness: 200 while the poll loop ticked within the health threshold
 //!   ([`DEFAULT_HEALTH_THRESHOLD`]), 503 when it is stuck (Kubernetes then restarts the pod), and
@@ -11,6 +12,10 @@
 //!   readiness gate is open); 503 with the reason otherwise.
 //! - `/metrics` — Prometheus text (OpenMetrics), see `metrics`.
 //! - `/status` — JSON for a person: probe results, gate, counters, per-partition state.
+//! - `/drain` — the app containers' `preStop` hook: answers once the sidecar sends the app
+//!   nothing more ([`drain`]).
+
+pub mod drain;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -25,17 +30,23 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use kcp_crds::config::DRAIN_PATH;
+
 use crate::{metrics, stats::Stats, stats::StatsSnapshot};
 
 /// Liveness fails when the poll loop has not ticked for this long. The loop ticks at least every
 /// 100 ms, except while a rebalance callback drains revoked partitions (up to `drainTimeout`).
 pub const DEFAULT_HEALTH_THRESHOLD: Duration = Duration::from_secs(30);
 
+/// How long the admin server lets requests being answered finish once it stops.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// The admin endpoints for one pipeline's [`Stats`].
 pub struct Admin {
     stats: Arc<Stats>,
     registry: Registry,
     health_threshold: Duration,
+    drain_timeout: Duration,
 }
 
 /// What `/status` answers.
@@ -57,12 +68,20 @@ impl Admin {
             registry: metrics::registry(&stats),
             stats,
             health_threshold: DEFAULT_HEALTH_THRESHOLD,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 
     /// How long the poll loop may go without a tick before `/healthz` fails.
     pub fn health_threshold(mut self, threshold: Duration) -> Self {
         self.health_threshold = threshold;
+        self
+    }
+
+    /// `delivery.drainTimeout`: how long `/drain` waits for requests in flight when only the
+    /// app stops.
+    pub fn drain_timeout(mut self, drain_timeout: Duration) -> Self {
+        self.drain_timeout = drain_timeout;
         self
     }
 
@@ -151,7 +170,7 @@ impl Admin {
             }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: try /healthz, /readyz, /metrics, /status\n".into(),
+                "not found: try /healthz, /readyz, /metrics, /status, /drain\n".into(),
             ),
         }
     }
@@ -189,12 +208,16 @@ impl BoundAdmin {
             .expect("invariant: a bound listener has an address")
     }
 
-    /// Serves until `shutdown` fires.
+    /// Serves until `shutdown` fires; then lets the requests being answered finish (at most
+    /// [`CLOSE_GRACE`]), so a `/drain` answer is written before the process exits.
     pub async fn serve(self, shutdown: CancellationToken) {
         info!(addr = %self.local_addr(), "Admin server listening");
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            // Finished connections are reaped as new ones come.
+            while connections.try_join_next().is_some() {}
             let stream = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
@@ -205,18 +228,35 @@ impl BoundAdmin {
             };
             let admin = Arc::clone(&self.admin);
             let stop = shutdown.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let resp = admin.respond(&req);
-                    async move { Ok::<_, Infallible>(resp) }
+                    let admin = Arc::clone(&admin);
+                    async move {
+                        if req.uri().path() == DRAIN_PATH && req.method() == Method::GET {
+                            let a = drain::drain(&admin.stats, admin.drain_timeout).await;
+                            return Ok::<_, Infallible>(text(a.status, a.body));
+                        }
+                        Ok::<_, Infallible>(admin.respond(&req))
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    res = conn => if let Err(e) = res { debug!(error = %e, "Admin connection ended") },
+                let mut conn = std::pin::pin!(conn);
+                let res = tokio::select! {
+                    res = conn.as_mut() => res,
+                    _ = stop.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = res {
+                    debug!(error = %e, "Admin connection ended");
                 }
             });
         }
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
     }
 }

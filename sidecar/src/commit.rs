@@ -77,13 +77,17 @@ fn pending(
         .to_commit(only, since)
 }
 
-/// Commits what moved since the last commit, without waiting (the periodic commit).
+/// Commits what moved since the last commit, without waiting: the periodic commit
+/// ([`Since::Requested`]: what was not sent yet), and the commits made while a drain holds the
+/// poll thread ([`Since::Acknowledged`]: Kafka's answers are not served meanwhile, so what is not
+/// acknowledged is sent again).
 pub fn commit_async<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     tracker: &Mutex<OffsetTracker<Tp>>,
     stats: &Stats,
+    since: Since,
 ) {
-    let offsets = pending(tracker, None, Since::Requested);
+    let offsets = pending(tracker, None, since);
     if offsets.is_empty() {
         return;
     }
@@ -229,6 +233,12 @@ pub fn commit_done(
         Err(e) => {
             Stats::incr(&stats.commit_failures);
             warn!(error = %e, "Commit failed; retrying at the next interval");
+            let mut t = tracker
+                .lock()
+                .expect("invariant: tracker lock never poisoned");
+            for tp in tps_of(offsets) {
+                t.request_failed(&tp);
+            }
         }
     }
 }

@@ -109,17 +109,32 @@ pub fn connection_config(
     Ok(())
 }
 
+/// Who this consumer is in its group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The pod's name: `client.id` becomes `kcp-sidecar-<pod>` (unless `clientConfig` sets one),
+    /// so the group's description shows which pod holds which partition.
+    pub pod_name: Option<String>,
+    /// A stable `group.instance.id` (static membership), only for a stable identity: a member
+    /// with one does not leave the group when it stops, so its partitions wait for
+    /// `session.timeout.ms`. Never a Deployment's pod name (ARCHITECTURE.md "Pod lifecycle").
+    pub group_instance_id: Option<String>,
+}
+
 /// Every consumer property: sidecar defaults, then `clientConfig`, then the keys the sidecar
-/// owns (group, static membership, manual offset handling, connection and security).
+/// owns (group, membership, manual offset handling, connection and security).
 pub fn consumer_config(
     config: &SidecarConfig,
-    pod_name: Option<&str>,
+    identity: &Identity,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ClientConfig, ConsumerError> {
     let k = &config.kafka;
     let mut c = ClientConfig::new();
     for (key, value) in CONSUMER_DEFAULTS {
         c.set(*key, *value);
+    }
+    if let Some(pod) = identity.pod_name.as_deref().filter(|p| !p.is_empty()) {
+        c.set("client.id", format!("kcp-sidecar-{pod}"));
     }
     // Per-partition lag for `/metrics` and `/status` (`ConsumerCtx::stats`); overridable.
     c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
@@ -138,8 +153,12 @@ pub fn consumer_config(
     // Not via `config_map()`: it hides secrets behind a placeholder.
     connection_config(&mut c, k, env)?;
     c.set("group.id", &k.group_id);
-    if let Some(pod) = pod_name.filter(|p| !p.is_empty()) {
-        c.set("group.instance.id", pod);
+    if let Some(id) = identity
+        .group_instance_id
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        c.set("group.instance.id", id);
     }
     c.set("enable.auto.commit", "false");
     c.set("enable.auto.offset.store", "false");

@@ -1,11 +1,23 @@
 //! Produces records that cannot be delivered to their dead-letter topic.
 //!
-//! Owns the idempotent producer (`acks=all`, `enable.idempotence=true`). [`DeadLetter::produce`]
+//! Owns the idempotent producer (`acks=all`, `enable.idempotence=true`; its properties, with
+//! the general part of `kafka.clientConfig`, are [`properties`]). [`DeadLetter::produce`]
 //! returns `Ok` only after the broker acknowledged the record; the caller marks the original
 //! finished only then, so an offset is never committed past a record that is neither delivered
 //! nor safely dead-lettered. It never retries by itself (the caller does, with backoff).
 //!
-//! The dead-letter record has the original key, value and headers (all of them, in order), plus:
+//! A fatal error (librdkafka INTRODUCTION.md, "Fatal producer errors": the broker refused the
+//! producer id, e.g. without the IdempotentWrite ACL on brokers before Kafka 2.8, or the
+//! broker lost the producer's sequence state) fails every later produce of that producer.
+//! The produce that sees one replaces the producer, once per fatal error however many produces
+//! saw it (a generation number decides), and returns [`DeadLetterError::Fatal`]; the caller's
+//! next attempt runs on the new producer. Records the old one had not sent are not lost: their
+//! produces fail, and their callers retry them too.
+//!
+//! The dead-letter record has the original key, value and headers (all of them, in order). Its
+//! timestamp (CreateTime) is the time it was dead-lettered, so the dead-letter topic's
+//! retention counts from then and does not delete the copy of an old record at once; the
+//! original timestamp is in a header. It has these headers too ([`headers`]):
 //!
 //! | header | value |
 //! |---|---|
@@ -19,56 +31,30 @@
 //! | `kcp-dlq-reason` | why: `status 422`, `retries exhausted: status 503`, `app asked to dead-letter (status 200)`, `sidecar error: <panic>` |
 //! | `kcp-dlq-headers-unreadable` | how many original headers are missing because their name is not UTF-8 (absent when none; see `record`) |
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+pub mod headers;
+pub mod properties;
+
+use std::{
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::{Duration, SystemTime},
+};
 
 use kcp_crds::SidecarConfig;
 use rdkafka::{
-    ClientContext,
+    ClientConfig, ClientContext,
     config::RDKafkaLogLevel,
-    error::KafkaError,
+    error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
+    producer::{FutureProducer, FutureRecord, Producer as _},
 };
-use tracing::warn;
+use tracing::{error, warn};
 
-use crate::{consumer::connection_config, consumer::log_librdkafka, record::Record};
+pub use headers::{FailureLog, LastFailure, dead_letter_headers};
 
-/// How the last failed attempt failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LastFailure {
-    Status(u16),
-    Error(String),
-}
+use crate::{consumer::log_librdkafka, record::Record};
 
-/// The failure history of one record, carried into its dead-letter headers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FailureLog {
-    pub attempts: u32,
-    pub last: LastFailure,
-    pub first_at: SystemTime,
-    pub last_at: SystemTime,
-}
-
-impl FailureLog {
-    /// Records a failed attempt.
-    pub fn record(log: &mut Option<Self>, attempts: u32, last: LastFailure, now: SystemTime) {
-        match log {
-            Some(l) => {
-                l.attempts = attempts;
-                l.last = last;
-                l.last_at = now;
-            }
-            None => {
-                *log = Some(Self {
-                    attempts,
-                    last,
-                    first_at: now,
-                    last_at: now,
-                })
-            }
-        }
-    }
-}
+/// How long a produce waits for room in librdkafka's queue.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a dead-letter produce failed.
 #[derive(Debug, thiserror::Error)]
@@ -83,53 +69,35 @@ pub enum DeadLetterError {
         #[source]
         source: KafkaError,
     },
+    #[error(
+        "producing to {topic}: the producer failed fatally ({reason}); the next attempt uses a new one"
+    )]
+    Fatal {
+        topic: String,
+        code: RDKafkaErrorCode,
+        reason: String,
+    },
 }
 
-fn millis(t: SystemTime) -> String {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis()
-        .to_string()
-}
-
-/// The dead-letter record's headers: the original ones, then the `kcp-dlq-*` ones. Pure.
-pub fn dead_letter_headers(
-    record: &Record,
-    failure: &FailureLog,
-    reason: &str,
-    group: &str,
-) -> Vec<(String, Option<Vec<u8>>)> {
-    let mut h: Vec<(String, Option<Vec<u8>>)> = record
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_ref().map(|b| b.to_vec())))
-        .collect();
-    let mut add = |k: &str, v: String| h.push((k.to_owned(), Some(v.into_bytes())));
-    add("kcp-dlq-original-topic", record.tp.topic.to_string());
-    add(
-        "kcp-dlq-original-partition",
-        record.tp.partition.to_string(),
-    );
-    add("kcp-dlq-original-offset", record.offset.to_string());
-    if let Some(ts) = record.timestamp {
-        add("kcp-dlq-original-timestamp", ts.to_string());
+/// What an operator should check after the producer failed fatally with `code`. Pure.
+pub fn fatal_advice(code: RDKafkaErrorCode) -> &'static str {
+    match code {
+        RDKafkaErrorCode::ClusterAuthorizationFailed => {
+            "the broker refused the idempotent producer id: grant the sidecar's principal the \
+             IdempotentWrite ACL on the cluster (needed by brokers before Kafka 2.8)"
+        }
+        RDKafkaErrorCode::UnsupportedFeature => {
+            "the broker does not support idempotent producers (Kafka 0.11 or later is needed)"
+        }
+        RDKafkaErrorCode::OutOfOrderSequenceNumber
+        | RDKafkaErrorCode::UnknownProducerId
+        | RDKafkaErrorCode::InvalidProducerEpoch
+        | RDKafkaErrorCode::Inconsistent => {
+            "the broker lost the producer's state (an unclean leader election, a truncated or \
+             deleted dead-letter partition): check the brokers and the dead-letter topic"
+        }
+        _ => "see the reason; check the broker logs for the sidecar's principal",
     }
-    add("kcp-dlq-attempts", failure.attempts.to_string());
-    match &failure.last {
-        LastFailure::Status(s) => add("kcp-dlq-last-status", s.to_string()),
-        LastFailure::Error(e) => add("kcp-dlq-last-error", e.clone()),
-    }
-    add("kcp-dlq-first-failure", millis(failure.first_at));
-    add("kcp-dlq-last-failure", millis(failure.last_at));
-    add("kcp-dlq-group", group.to_owned());
-    add("kcp-dlq-reason", reason.to_owned());
-    if record.unreadable_headers > 0 {
-        add(
-            "kcp-dlq-headers-unreadable",
-            record.unreadable_headers.to_string(),
-        );
-    }
-    h
 }
 
 struct ProducerCtx;
@@ -140,13 +108,27 @@ impl ClientContext for ProducerCtx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(%error, reason, "Dead-letter producer error; librdkafka keeps retrying");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            warn!(%error, reason, "Dead-letter producer failed fatally; it is replaced at its next produce");
+        } else {
+            warn!(%error, reason, "Dead-letter producer error; librdkafka keeps retrying");
+        }
     }
+}
+
+type DlqProducer = FutureProducer<ProducerCtx>;
+
+/// The producer in use, and how many it replaced.
+struct Current {
+    generation: u64,
+    producer: DlqProducer,
 }
 
 /// The dead-letter producer.
 pub struct DeadLetter {
-    producer: FutureProducer<ProducerCtx>,
+    /// What a replacement producer is created from.
+    properties: ClientConfig,
+    current: Mutex<Current>,
     config: kcp_crds::config::DeliveryConfig,
     group: String,
 }
@@ -156,22 +138,17 @@ impl DeadLetter {
         config: &SidecarConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, DeadLetterError> {
-        let mut c = rdkafka::ClientConfig::new();
-        connection_config(&mut c, &config.kafka, env).map_err(DeadLetterError::Config)?;
-        c.set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", "30000")
-            .set("linger.ms", "5")
-            // The copy is the original plus the kcp-dlq-* headers, so a record near librdkafka's
-            // default client-side limit (1000000 bytes) would be refused before it is sent, and
-            // retried forever. The broker's own limit for the dead-letter topic decides instead.
-            .set("message.max.bytes", "100000000")
-            .set("client.id", "kcp-sidecar-dlq");
-        let producer = c
+        let properties =
+            properties::producer_config(&config.kafka, env).map_err(DeadLetterError::Config)?;
+        let producer = properties
             .create_with_context(ProducerCtx)
             .map_err(DeadLetterError::Create)?;
         Ok(Self {
-            producer,
+            properties,
+            current: Mutex::new(Current {
+                generation: 0,
+                producer,
+            }),
             config: config.delivery.clone(),
             group: config.kafka.group_id.clone(),
         })
@@ -180,6 +157,11 @@ impl DeadLetter {
     /// The dead-letter topic for `record`.
     pub fn topic_for(&self, record: &Record) -> String {
         self.config.dead_letter_topic_for(&record.tp.topic)
+    }
+
+    /// How many times the producer was replaced after a fatal error.
+    pub fn recreated(&self) -> u64 {
+        self.lock().generation
     }
 
     /// Produces `record` to its dead-letter topic; `Ok((topic, partition, offset))` once the
@@ -201,74 +183,88 @@ impl DeadLetter {
             });
         let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
             .payload(&record.value[..])
-            .headers(headers);
+            .headers(headers)
+            .timestamp(headers::epoch_millis(SystemTime::now()));
         if let Some(key) = &record.key {
             fr = fr.key(&key[..]);
         }
-        if let Some(ts) = record.timestamp {
-            fr = fr.timestamp(ts);
-        }
-        match self.producer.send(fr, Duration::from_secs(5)).await {
+        let (generation, producer) = {
+            let current = self.lock();
+            (current.generation, current.producer.clone())
+        };
+        let result = match producer.send(fr, QUEUE_TIMEOUT).await {
             Ok(d) => Ok((topic, d.partition, d.offset)),
-            Err((source, _)) => Err(DeadLetterError::Produce { topic, source }),
+            Err((source, _)) => Err(match producer.client().fatal_error() {
+                Some((code, reason)) => {
+                    self.replace(generation, code, &reason);
+                    DeadLetterError::Fatal {
+                        topic,
+                        code,
+                        reason,
+                    }
+                }
+                None => DeadLetterError::Produce { topic, source },
+            }),
+        };
+        if generation != self.lock().generation {
+            retire(producer);
         }
+        result
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Current> {
+        // Nothing panics while holding it; a poisoned lock still holds a usable producer.
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces the producer of `generation`, unless another produce already did.
+    fn replace(&self, generation: u64, code: RDKafkaErrorCode, reason: &str) {
+        let mut current = self.lock();
+        if current.generation != generation {
+            return;
+        }
+        match self.properties.create_with_context(ProducerCtx) {
+            Ok(producer) => {
+                let old = std::mem::replace(&mut current.producer, producer);
+                current.generation += 1;
+                drop(current);
+                error!(
+                    ?code,
+                    reason,
+                    advice = fatal_advice(code),
+                    replaced = generation + 1,
+                    "Dead-letter producer failed fatally; replaced it with a new one"
+                );
+                retire(old);
+            }
+            Err(e) => {
+                error!(?code, reason, advice = fatal_advice(code), error = %e,
+                    "Dead-letter producer failed fatally and a new one could not be created; the next attempt tries again");
+            }
+        }
+    }
+}
+
+/// Drops a replaced producer off the async workers: dropping its last handle waits for
+/// librdkafka (a flush of up to 500 ms, then its threads).
+fn retire(producer: DlqProducer) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(move || drop(producer));
+        }
+        Err(_) => drop(producer),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::record::Tp;
 
     #[test]
-    fn headers_keep_the_originals_and_add_the_failure() {
-        let record = Record {
-            tp: Tp::new("orders", 2),
-            offset: 17,
-            timestamp: Some(1234),
-            key: None,
-            value: Bytes::new(),
-            headers: vec![
-                ("a".into(), Some(Bytes::from_static(b"\xff"))),
-                ("n".into(), None),
-            ],
-            unreadable_headers: 2,
-        };
-        let t0 = UNIX_EPOCH + Duration::from_millis(5000);
-        let mut log = None;
-        FailureLog::record(&mut log, 1, LastFailure::Error("timeout".into()), t0);
-        FailureLog::record(
-            &mut log,
-            2,
-            LastFailure::Status(503),
-            t0 + Duration::from_millis(7),
+    fn fatal_advice_names_the_acl_for_a_refused_producer_id() {
+        assert!(
+            fatal_advice(RDKafkaErrorCode::ClusterAuthorizationFailed).contains("IdempotentWrite")
         );
-        let log = log.expect("recorded");
-        let h = dead_letter_headers(&record, &log, "retries exhausted: status 503", "grp");
-        let get = |k: &str| {
-            h.iter()
-                .find(|(n, _)| n == k)
-                .and_then(|(_, v)| v.clone())
-                .map(|v| String::from_utf8(v).expect("utf8"))
-        };
-        assert_eq!(h[0], ("a".to_owned(), Some(vec![0xff])));
-        assert_eq!(h[1], ("n".to_owned(), None));
-        assert_eq!(get("kcp-dlq-original-topic").as_deref(), Some("orders"));
-        assert_eq!(get("kcp-dlq-original-partition").as_deref(), Some("2"));
-        assert_eq!(get("kcp-dlq-original-offset").as_deref(), Some("17"));
-        assert_eq!(get("kcp-dlq-original-timestamp").as_deref(), Some("1234"));
-        assert_eq!(get("kcp-dlq-attempts").as_deref(), Some("2"));
-        assert_eq!(get("kcp-dlq-last-status").as_deref(), Some("503"));
-        assert_eq!(get("kcp-dlq-last-error"), None);
-        assert_eq!(get("kcp-dlq-first-failure").as_deref(), Some("5000"));
-        assert_eq!(get("kcp-dlq-last-failure").as_deref(), Some("5007"));
-        assert_eq!(get("kcp-dlq-group").as_deref(), Some("grp"));
-        assert_eq!(
-            get("kcp-dlq-reason").as_deref(),
-            Some("retries exhausted: status 503")
-        );
-        assert_eq!(get("kcp-dlq-headers-unreadable").as_deref(), Some("2"));
+        assert!(fatal_advice(RDKafkaErrorCode::OutOfOrderSequenceNumber).contains("lost"));
     }
 }

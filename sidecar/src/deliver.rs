@@ -224,6 +224,14 @@ impl Deliverer {
         if p.stop.is_cancelled() {
             return None;
         }
+        if self.stats.gate.is_held() {
+            // The app announced its stop (`gate.rs`, hold): nothing new is sent to it.
+            tokio::select! {
+                biased;
+                _ = p.stop.cancelled() => return None,
+                _ = self.stats.gate.unheld() => {}
+            }
+        }
         let _permit = tokio::select! {
             biased;
             _ = p.stop.cancelled() => return None,

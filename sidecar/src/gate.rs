@@ -11,6 +11,13 @@
 //! resumes the partitions itself (`pipeline/poll.rs`). Records already dispatched when the gate
 //! closes keep waiting for the app in `deliver` (unreachable waits do not count as attempts), so
 //! closing the gate never loses or dead-letters a record.
+//!
+//! A *hold* ([`Gate::hold`]) is the app's own notice that it is about to stop: its container's
+//! `preStop` hook calls the admin server's `/drain`. The gate closes, no new request is sent
+//! (`deliver` waits while held), and a successful probe does not reopen it until the probe has
+//! seen the app down (its old process stopped) or the hold's bound passed. A shutdown lifts it:
+//! the app waits in its hook for the sidecar to finish, so the dispatched records are finished
+//! against it then.
 
 use std::{
     sync::{
@@ -54,8 +61,22 @@ pub struct Gate {
     closed_ms: AtomicU64,
     /// Gate closures after it was first open (the app went away).
     closures: AtomicU64,
+    /// The app announced its stop (`/drain`); see the module doc.
+    hold: Mutex<Option<Hold>>,
     wake: Notify,
 }
+
+/// An announced app stop.
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    /// Reopened at the latest then, even if the probe never saw the app down.
+    until: Instant,
+    /// The probe saw the app not answering since the hold started.
+    saw_down: bool,
+}
+
+/// How often a held request checks whether the hold was lifted.
+const HOLD_CHECK: Duration = Duration::from_millis(20);
 
 impl Default for Gate {
     fn default() -> Self {
@@ -65,6 +86,7 @@ impl Default for Gate {
             closed_since: Mutex::new(Some(Instant::now())),
             closed_ms: AtomicU64::new(0),
             closures: AtomicU64::new(0),
+            hold: Mutex::new(None),
             wake: Notify::new(),
         }
     }
@@ -130,6 +152,71 @@ impl Gate {
         self.closures.load(Relaxed)
     }
 
+    fn lock_hold(&self) -> std::sync::MutexGuard<'_, Option<Hold>> {
+        self.hold
+            .lock()
+            .expect("invariant: gate hold lock never poisoned")
+    }
+
+    /// The app is about to stop (its `preStop` hook): close the gate and send nothing until it
+    /// was seen down and ready again, or for at most `max`.
+    pub fn hold(&self, max: Duration) {
+        *self.lock_hold() = Some(Hold {
+            until: Instant::now() + max,
+            saw_down: false,
+        });
+        if self.close() {
+            info!("The app announced its stop; sending it nothing until it is ready again");
+        }
+        self.wake.notify_one();
+    }
+
+    /// Lifts a hold (shutdown: the app waits for the sidecar to finish).
+    pub fn release_hold(&self) {
+        self.lock_hold().take();
+    }
+
+    /// Whether requests must wait (a hold is on and within its bound).
+    pub fn is_held(&self) -> bool {
+        let mut hold = self.lock_hold();
+        match *hold {
+            Some(h) if Instant::now() >= h.until => {
+                *hold = None;
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Resolves once no hold is on.
+    pub async fn unheld(&self) {
+        while self.is_held() {
+            tokio::time::sleep(HOLD_CHECK).await;
+        }
+    }
+
+    /// A probe answered: whether the gate may open. Under a hold, only once the probe saw the
+    /// app down since (a new process answers), or past the hold's bound.
+    fn may_open(&self) -> bool {
+        let mut hold = self.lock_hold();
+        match *hold {
+            Some(h) if !h.saw_down && Instant::now() < h.until => false,
+            Some(_) => {
+                *hold = None;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// A probe failed: under a hold, the app's old process is gone.
+    fn saw_down(&self) {
+        if let Some(h) = self.lock_hold().as_mut() {
+            h.saw_down = true;
+        }
+    }
+
     /// Whether the poll loop has paused every assigned partition for the gate.
     pub fn paused_applied(&self) -> bool {
         self.paused_applied.load(Relaxed)
@@ -137,6 +224,38 @@ impl Gate {
 
     pub fn set_paused_applied(&self, paused: bool) {
         self.paused_applied.store(paused, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_keeps_the_gate_shut_until_the_app_was_seen_down_and_up() {
+        let gate = Gate::default();
+        assert!(gate.open());
+        gate.hold(Duration::from_secs(60));
+        assert!(!gate.is_open() && gate.is_held());
+        // The old process still answers: it stays shut.
+        assert!(!gate.may_open());
+        assert!(gate.is_held());
+        // Its container stopped, then the new one answers.
+        gate.saw_down();
+        assert!(gate.may_open());
+        assert!(!gate.is_held());
+    }
+
+    #[test]
+    fn a_hold_ends_at_its_bound_or_when_released() {
+        let gate = Gate::default();
+        gate.hold(Duration::ZERO);
+        assert!(!gate.is_held(), "past its bound");
+        assert!(gate.may_open());
+        gate.hold(Duration::from_secs(60));
+        gate.release_hold();
+        assert!(!gate.is_held());
+        assert!(gate.may_open());
     }
 }
 
@@ -233,11 +352,12 @@ impl Prober {
             first = false;
             match result {
                 Ok(()) => {
-                    if gate.open() {
+                    if gate.may_open() && gate.open() {
                         info!("App ready; consuming");
                     }
                 }
                 Err(reason) => {
+                    gate.saw_down();
                     if gate.close() {
                         warn!(%reason, "App not ready; pausing every assigned partition");
                     } else {

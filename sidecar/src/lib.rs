@@ -26,6 +26,7 @@ pub mod record;
 pub mod reset;
 pub mod retry;
 pub mod serve;
+pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
 pub mod unwind;

@@ -15,10 +15,12 @@ use anyhow::Context as _;
 use clap::Parser;
 use kcp_crds::{
     SidecarConfig,
-    config::{CONFIG_PATH_ENV, LogFormat, POD_NAME_ENV},
+    config::{CONFIG_PATH_ENV, DRAIN_HOOK_ENV, GROUP_INSTANCE_ID_ENV, LogFormat, POD_NAME_ENV},
 };
 use kcp_sidecar::{
-    PipelineError, demo,
+    PipelineError,
+    consumer::Identity,
+    demo,
     serve::{runtime, serve},
     telemetry,
 };
@@ -36,9 +38,18 @@ struct Args {
     /// Path of the JSON config rendered by the operator.
     #[arg(long, env = CONFIG_PATH_ENV, default_value = "/etc/kcp/config/config.json")]
     config: PathBuf,
-    /// Pod name, used as `group.instance.id` (static membership) when set.
+    /// Pod name: the consumer's client id becomes `kcp-sidecar-<pod name>`.
     #[arg(long, env = POD_NAME_ENV)]
     pod_name: Option<String>,
+    /// A stable `group.instance.id` (static membership), for a stable identity only (a
+    /// StatefulSet): a static member keeps its partitions for `session.timeout.ms` after it
+    /// stops. Never a Deployment's pod name.
+    #[arg(long, env = GROUP_INSTANCE_ID_ENV)]
+    group_instance_id: Option<String>,
+    /// The app containers call `/drain` from their preStop hook (set by the operator): after
+    /// its shutdown the sidecar waits briefly to answer that call.
+    #[arg(long, env = DRAIN_HOOK_ENV, default_value_t = false)]
+    drain_hook: bool,
     /// Log format, overriding the config's `log.format`: json or plain.
     #[arg(long, env = "KCP_LOG_FORMAT", value_parser = telemetry::parse_format)]
     log_format: Option<LogFormat>,
@@ -89,9 +100,16 @@ fn main() -> ExitCode {
         args.log_format.unwrap_or(config.log.format),
         config.log.level.as_str(),
     );
-    let result = runtime()
-        .context("starting the runtime")
-        .and_then(|rt| rt.block_on(run(config, args.pod_name)));
+    let result = runtime().context("starting the runtime").and_then(|rt| {
+        rt.block_on(run(
+            config,
+            Identity {
+                pod_name: args.pod_name,
+                group_instance_id: args.group_instance_id,
+            },
+            args.drain_hook,
+        ))
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -108,13 +126,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: SidecarConfig, pod_name: Option<String>) -> anyhow::Result<()> {
+async fn run(config: SidecarConfig, identity: Identity, drain_hook: bool) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // Installed before the pipeline starts (and so before anything is logged): from then on a
     // SIGTERM always drains.
     let signals = Signals::install().context("installing signal handlers")?;
     tokio::spawn(watch_signals(signals, shutdown.clone()));
-    serve(config, pod_name, shutdown, |_| {})
+    serve(config, identity, drain_hook, shutdown, |_| {})
         .await
         .context("running the pipeline")
 }

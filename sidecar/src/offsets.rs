@@ -214,6 +214,14 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
         }
     }
 
+    /// Records that Kafka refused an asynchronous commit for `key`: the next periodic commit
+    /// sends what is not acknowledged again, even if nothing finished since.
+    pub fn request_failed(&mut self, key: &K) {
+        if let Some(p) = self.partitions.get_mut(key) {
+            p.requested = None;
+        }
+    }
+
     /// Records that Kafka acknowledged a commit of `next` for `key`.
     pub fn committed(&mut self, key: &K, next: NextOffset) {
         if let Some(p) = self.partitions.get_mut(key) {

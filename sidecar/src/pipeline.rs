@@ -72,7 +72,7 @@ type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// A configured pipeline, ready to [`run`](Pipeline::run).
 pub struct Pipeline {
     config: SidecarConfig,
-    pod_name: Option<String>,
+    identity: crate::consumer::Identity,
     abort: CancellationToken,
     stats: Arc<Stats>,
     env: Env,
@@ -82,16 +82,17 @@ impl Pipeline {
     pub fn new(config: SidecarConfig) -> Self {
         Self {
             config,
-            pod_name: None,
+            identity: Default::default(),
             abort: CancellationToken::new(),
             stats: Arc::new(Stats::default()),
             env: Arc::new(|name| std::env::var(name).ok()),
         }
     }
 
-    /// Static membership: `group.instance.id` = the pod name.
-    pub fn pod_name(mut self, pod_name: Option<String>) -> Self {
-        self.pod_name = pod_name;
+    /// Who the consumer is in its group: the pod name (client id), and a stable
+    /// `group.instance.id` only when there is one.
+    pub fn identity(mut self, identity: crate::consumer::Identity) -> Self {
+        self.identity = identity;
         self
     }
 
@@ -136,7 +137,24 @@ impl Pipeline {
         let _gate_guard = gate_stop.clone().drop_guard();
         {
             let stats = Arc::clone(&stats);
-            tokio::spawn(async move { prober.run(&stats.gate, gate_stop).await });
+            let stop = gate_stop.clone();
+            tokio::spawn(async move { prober.run(&stats.gate, stop).await });
+        }
+        {
+            // The shutdown's deadline counts from the signal, whatever the poll thread is doing
+            // (a revoke can hold it for drainTimeout): `shutdown.rs`.
+            let (stats, shutdown, stop) = (Arc::clone(&stats), shutdown.clone(), gate_stop.clone());
+            let drain_timeout = d.drain_timeout.as_std();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        stats.shutdown.begin(drain_timeout);
+                        // The app waits in its preStop hook for this shutdown: finish against it.
+                        stats.gate.release_hold();
+                    }
+                    _ = stop.cancelled() => {}
+                }
+            });
         }
         let deliverer = Arc::new(Deliverer::new(
             &config,
@@ -184,9 +202,8 @@ impl Pipeline {
             stop: CancellationToken::new(),
             abort: self.abort.clone(),
         });
-        let consumer_config =
-            crate::consumer::consumer_config(&config, self.pod_name.as_deref(), &env_fn)
-                .map_err(PipelineError::Consumer)?;
+        let consumer_config = crate::consumer::consumer_config(&config, &self.identity, &env_fn)
+            .map_err(PipelineError::Consumer)?;
         let topics = config.kafka.topics.clone();
         let (done_tx, done_rx) = oneshot::channel();
         let abort = self.abort.clone();
@@ -198,7 +215,10 @@ impl Pipeline {
                 let _ = done_tx.send(result);
             })
             .map_err(PipelineError::Thread)?;
-        let result = done_rx.await.map_err(|_| PipelineError::PollThread)?;
+        let result = done_rx.await.map_err(|_| PipelineError::PollThread);
+        // Committed and left (or stopped by an error): `/drain` answers now.
+        stats.shutdown.finish();
+        let result = result?;
         abort_guard.disarm();
         result
     }

@@ -28,24 +28,36 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// How long the sidecar waits after its shutdown for the app's `preStop` hook to collect its
+/// answer (`/drain`), when the pod has the hook: the kubelet calls it and signals the sidecar at
+/// about the same moment, so the call normally arrives long before this.
+pub const HOOK_LINGER: Duration = Duration::from_secs(5);
+
 /// Runs the pipeline with its admin server until `shutdown` is cancelled and the drain and
-/// final commit are done. `on_stats` receives the stats handle before consuming starts.
+/// final commit are done. `on_stats` receives the stats handle before consuming starts. With
+/// `drain_hook` (the app containers call `/drain` from `preStop`), waits up to [`HOOK_LINGER`]
+/// after the shutdown for that call to be answered.
 pub async fn serve(
     config: SidecarConfig,
-    pod_name: Option<String>,
+    identity: crate::consumer::Identity,
+    drain_hook: bool,
     shutdown: CancellationToken,
     on_stats: impl FnOnce(Arc<Stats>),
 ) -> Result<(), PipelineError> {
     let listen = config.admin.listen;
+    let drain_timeout = config.delivery.drain_timeout.as_std();
     // A revoke blocks the poll loop for up to drainTimeout: liveness must not kill a drain.
     let health_threshold = DEFAULT_HEALTH_THRESHOLD
         .max(config.delivery.drain_timeout.as_std() + Duration::from_secs(10));
-    let pipeline = Pipeline::new(config).pod_name(pod_name);
+    let pipeline = Pipeline::new(config).identity(identity);
     on_stats(pipeline.stats());
     // Probes and metrics stay up until the pipeline has drained and committed. A port that cannot
     // be bound does not stop consumption (nothing is lost by it); the probes fail, so it shows.
     let admin_stop = CancellationToken::new();
-    let admin = Admin::new(pipeline.stats()).health_threshold(health_threshold);
+    let stats = pipeline.stats();
+    let admin = Admin::new(pipeline.stats())
+        .health_threshold(health_threshold)
+        .drain_timeout(drain_timeout);
     let admin_task = match admin.bind(listen).await {
         Ok(admin) => Some(tokio::spawn(admin.serve(admin_stop.clone()))),
         Err(e) => {
@@ -54,6 +66,12 @@ pub async fn serve(
         }
     };
     let result = pipeline.run(shutdown).await;
+    if drain_hook && admin_task.is_some() {
+        let linger = tokio::time::Instant::now() + HOOK_LINGER;
+        while !stats.shutdown.hook_answered() && tokio::time::Instant::now() < linger {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     admin_stop.cancel();
     if let Some(task) = admin_task {
         let _ = task.await;

@@ -16,7 +16,12 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{gate::Gate, metrics::DeliveryMetrics, record::Tp};
+use crate::{
+    gate::Gate,
+    metrics::DeliveryMetrics,
+    record::Tp,
+    shutdown::{Shutdown, ShutdownTimes},
+};
 
 /// Live counters, shared by every stage through an `Arc`.
 #[derive(Debug)]
@@ -75,6 +80,8 @@ pub struct Stats {
     pub librdkafka_reports: AtomicU64,
     /// App readiness: fetching is paused while it is closed.
     pub gate: Gate,
+    /// The shutdown's deadline and progress (`shutdown`).
+    pub shutdown: Shutdown,
     /// Attempt duration, end-to-end latency, failed attempts by class.
     pub metrics: DeliveryMetrics,
     /// When these stats were created; the heartbeat counts from here.
@@ -117,6 +124,7 @@ impl Default for Stats {
             unassigned_fetch_queued: AtomicU64::new(0),
             librdkafka_reports: AtomicU64::new(0),
             gate: Gate::default(),
+            shutdown: Shutdown::default(),
             metrics: DeliveryMetrics::default(),
             started: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
@@ -278,6 +286,10 @@ pub struct StatsSnapshot {
     /// when none): the bound reached and which partitions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stalled: Option<Stalled>,
+    /// While and after shutting down: when it was signalled, its deadline, when it drained
+    /// and finished (absent before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown: Option<ShutdownTimes>,
     /// Keyed by `<topic>/<partition>`.
     pub partitions: BTreeMap<String, PartitionStats>,
 }
@@ -471,6 +483,7 @@ impl Stats {
                 .clone(),
             broken: self.broken(),
             stalled,
+            shutdown: self.shutdown.times(),
             partitions,
         }
     }

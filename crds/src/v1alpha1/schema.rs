@@ -1,5 +1,7 @@
-//! Hand-written schema fragments of `KafkaConsumerProxy`: the pod template's outline and the two
-//! string maps (`kafka.clientConfig`, `endpoint.headers`) with their CEL rules.
+//! Hand-written schema fragments of `KafkaConsumerProxy`: the pod template's outline, the two
+//! string maps (`kafka.clientConfig`, `endpoint.headers`) with their CEL rules, and the
+//! Kubernetes types of `spec.pod` (label maps, object names, k8s-openapi's scheduling types with
+//! their nested descriptions left out).
 //!
 //! Pure. Every CEL rule here must stay within the API server's estimated cost budget
 //! (ARCHITECTURE.md, "CEL rules and the API server's cost budget"); `crds/tests/cel_cost.rs`
@@ -8,7 +10,7 @@
 //! and no message is built from a key: messages that cannot name the key within budget say
 //! so, and the operator's `Ready` condition names it.
 
-use schemars::{Schema, SchemaGenerator, json_schema};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::{Value, json};
 
 use crate::{
@@ -16,9 +18,20 @@ use crate::{
     librdkafka::CONSUMER_PROPERTIES,
 };
 
-/// The name of the container the operator adds; a template may not use it.
-// Kept equal to the operator's `SIDECAR_CONTAINER` by a test in the operator crate.
+/// The name of the container the operator adds; a template may not use it. The operator's
+/// `SIDECAR_CONTAINER` is this constant.
 pub const RESERVED_CONTAINER_NAME: &str = "kcp-sidecar";
+
+/// The pods' selector label, set by the operator to the resource name; `spec.pod.labels` may not
+/// set it. The operator's `INSTANCE_LABEL` is this constant.
+pub const SELECTOR_LABEL: &str = "kafkaproxy.io/instance";
+
+/// A label value as the API server accepts it: at most 63 characters, alphanumerics at both
+/// ends, `-`, `_` and `.` between (or empty).
+const LABEL_VALUE_PATTERN: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
+/// A DNS subdomain (RFC 1123), the form of PriorityClass, ServiceAccount and RuntimeClass names.
+const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// `template`: the outline of a PodTemplateSpec. Inlining the full PodTemplateSpec schema would
 /// make the CRD several hundred KiB, past what client-side `kubectl apply` can store in its
@@ -145,4 +158,72 @@ pub fn static_headers_schema(_: &mut SchemaGenerator) -> Schema {
         "additionalProperties": { "type": "string", "maxLength": 4096, "pattern": "^[\t -~]*$" },
         "x-kubernetes-validations": rules,
     })
+}
+
+/// A map of label keys to label values. Keys are checked by the API server when the operator
+/// applies the Deployment: a map's keys cannot be matched against a pattern in the schema.
+fn label_map(max: u32) -> Schema {
+    json_schema!({
+        "type": "object",
+        "maxProperties": max,
+        "additionalProperties": { "type": "string", "maxLength": 63, "pattern": LABEL_VALUE_PATTERN },
+    })
+}
+
+/// `pod.labels`: label values, and not the operator's selector label (a lookup: constant cost).
+pub fn pod_labels_schema(_: &mut SchemaGenerator) -> Schema {
+    let mut schema = label_map(64);
+    schema.insert(
+        "x-kubernetes-validations".into(),
+        json!([{
+            "rule": format!("!('{SELECTOR_LABEL}' in self)"),
+            "message": format!("spec.pod.labels must not set {SELECTOR_LABEL}: the operator sets it to the resource name to select the pods"),
+        }]),
+    );
+    schema
+}
+
+/// `pod.nodeSelector`: node label keys to label values.
+pub fn node_selector_schema(_: &mut SchemaGenerator) -> Schema {
+    label_map(64)
+}
+
+/// The name of a cluster object (PriorityClass, ServiceAccount, RuntimeClass).
+pub fn object_name_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 253,
+        "pattern": DNS_SUBDOMAIN_PATTERN,
+    })
+}
+
+/// A Kubernetes type's schema from k8s-openapi without the descriptions below its top: they
+/// would repeat the Kubernetes reference in the CRD (`affinity` alone is ~40 KiB with them).
+/// The field's own rustdoc stays as its description. The generator inlines subschemas (no
+/// `$ref`, which a structural schema may not have; `crds/tests/schema.rs` checks it).
+pub fn terse_schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<T>();
+    if let Some(node) = schema.as_object_mut() {
+        strip_descriptions(node);
+    }
+    schema
+}
+
+/// Removes `description` from a schema node and the nodes below it (never a property that
+/// happens to be named `description`).
+fn strip_descriptions(node: &mut serde_json::Map<String, Value>) {
+    node.remove("description");
+    for (key, value) in node.iter_mut() {
+        let children: Vec<&mut Value> = match (key.as_str(), value) {
+            ("properties", Value::Object(props)) => props.values_mut().collect(),
+            ("items" | "additionalProperties", child) => vec![child],
+            _ => Vec::new(),
+        };
+        for child in children {
+            if let Value::Object(child) = child {
+                strip_descriptions(child);
+            }
+        }
+    }
 }

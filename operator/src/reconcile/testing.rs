@@ -55,6 +55,31 @@ pub fn url_spec() -> Value {
     })
 }
 
+/// `url_spec` with every pod setting (`spec.pod`) a pod without a template may have.
+pub fn pod_settings_spec() -> Value {
+    let mut spec = url_spec();
+    spec["pod"] = json!({
+        "labels": {"team": "audit", "app.kubernetes.io/name": "audit-forwarder"},
+        "annotations": {"prometheus.io/scrape": "true"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "nodeSelector": {"kubernetes.io/arch": "arm64"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "kafka",
+                         "effect": "NoExecute", "tolerationSeconds": 0}],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": {"kafkaproxy.io/instance": NAME}}}
+        }]}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"kafkaproxy.io/instance": NAME}}}],
+        "priorityClassName": "kafka-consumers",
+        "serviceAccountName": "audit-forwarder",
+        "runtimeClassName": "gvisor"
+    });
+    spec
+}
+
 /// `port_app_spec` with SASL over TLS, credentials and CA from Secrets.
 pub fn sasl_tls_spec() -> Value {
     let mut spec = port_app_spec();

@@ -106,6 +106,10 @@ pub fn validate(kcp: &KafkaConsumerProxy) -> Result<Validated, InvalidSpec> {
         },
     };
 
+    if let Some(problem) = spec.kafka.auth.as_ref().and_then(|a| a.cleartext_problem()) {
+        problems.push(problem.to_owned());
+    }
+
     let admin_port = spec.sidecar.admin_port;
     if spec.endpoint.port == Some(admin_port) {
         problems.push(format!(
@@ -321,6 +325,28 @@ mod tests {
         assert!(
             err.to_string().contains("not a valid HTTP header name"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn sasl_plain_without_tls_is_refused_unless_allowed() {
+        let mut spec = url_spec();
+        spec["kafka"]["auth"] = json!({"sasl": {"mechanism": "PLAIN", "secretName": "kafka-user"}});
+        let err = validate(&kcp_from(spec.clone())).expect_err("cleartext password");
+        assert!(err.to_string().contains("clear text"), "{err}");
+        spec["kafka"]["auth"]["allowCleartextPassword"] = json!(true);
+        assert!(
+            validate(&kcp_from(spec.clone())).is_ok(),
+            "explicitly allowed"
+        );
+        spec["kafka"]["auth"] =
+            json!({"sasl": {"mechanism": "PLAIN", "secretName": "kafka-user"}, "tls": {}});
+        assert!(validate(&kcp_from(spec.clone())).is_ok(), "over TLS");
+        spec["kafka"]["auth"] =
+            json!({"sasl": {"mechanism": "SCRAM-SHA-512", "secretName": "kafka-user"}});
+        assert!(
+            validate(&kcp_from(spec)).is_ok(),
+            "SCRAM never sends the password"
         );
     }
 

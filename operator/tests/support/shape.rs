@@ -106,9 +106,11 @@ fn shape_container(c: &mut Value) {
         default_if_zero(p, "periodSeconds", json!(10));
         default_if_zero(p, "successThreshold", json!(1));
         default_if_zero(p, "failureThreshold", json!(3));
-        if p["httpGet"].is_object() {
-            drop_zero(&mut p["httpGet"], &["path", "host"]);
-            default_if_zero(&mut p["httpGet"], "scheme", json!("HTTP"));
+        shape_http_get(p);
+    }
+    for hook in ["postStart", "preStop"] {
+        if c["lifecycle"][hook].is_object() {
+            shape_http_get(&mut c["lifecycle"][hook]);
         }
     }
     for section in ["limits", "requests"] {
@@ -118,6 +120,14 @@ fn shape_container(c: &mut Value) {
     }
     if c["resources"].as_object().is_some_and(Map::is_empty) {
         c.as_object_mut().unwrap().remove("resources");
+    }
+}
+
+/// An `httpGet` action of a probe or a lifecycle hook (`HTTPGetAction`).
+fn shape_http_get(handler: &mut Value) {
+    if handler["httpGet"].is_object() {
+        drop_zero(&mut handler["httpGet"], &["path", "host"]);
+        default_if_zero(&mut handler["httpGet"], "scheme", json!("HTTP"));
     }
 }
 

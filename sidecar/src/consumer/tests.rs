@@ -24,10 +24,18 @@ fn no_env(_: &str) -> Option<String> {
 
 #[test]
 fn owned_keys_and_defaults_are_set() {
-    let c = consumer_config(&config(""), Some("pod-0"), &no_env).expect("config");
+    let pod = Identity {
+        pod_name: Some("pod-0".into()),
+        group_instance_id: None,
+    };
+    let c = consumer_config(&config(""), &pod, &no_env).expect("config");
     assert_eq!(c.get("bootstrap.servers"), Some("b1:9092,b2:9092"));
     assert_eq!(c.get("group.id"), Some("g"));
-    assert_eq!(c.get("group.instance.id"), Some("pod-0"));
+    // A Deployment's pod names are random: a static member named after one would hold its
+    // partitions for session.timeout.ms after each rollout. Dynamic membership, the pod in the
+    // client id.
+    assert_eq!(c.get("group.instance.id"), None);
+    assert_eq!(c.get("client.id"), Some("kcp-sidecar-pod-0"));
     assert_eq!(c.get("enable.auto.commit"), Some("false"));
     assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
     // Even with `initialOffset: latest`: an out-of-range position resumes at the earliest
@@ -40,11 +48,28 @@ fn owned_keys_and_defaults_are_set() {
     assert_eq!(c.get("queued.max.messages.kbytes"), Some("64"));
     assert_eq!(c.get("fetch.wait.max.ms"), Some("25"));
     assert_eq!(c.get("security.protocol"), Some("plaintext"));
-    let c = consumer_config(&config(""), None, &no_env).expect("config");
+    let c = consumer_config(&config(""), &Identity::default(), &no_env).expect("config");
+    assert_eq!(c.get("client.id"), Some("kcp-sidecar"));
+    let stable = Identity {
+        pod_name: Some("pod-0".into()),
+        group_instance_id: Some("orders-0".into()),
+    };
+    let c = consumer_config(&config(""), &stable, &no_env).expect("config");
     assert_eq!(
         c.get("group.instance.id"),
-        None,
-        "no pod name, no static membership"
+        Some("orders-0"),
+        "static membership only from an explicit stable identity"
+    );
+    let own = consumer_config(
+        &config(r#", "clientConfig": {"client.id": "mine"}"#),
+        &pod,
+        &no_env,
+    )
+    .expect("config");
+    assert_eq!(
+        own.get("client.id"),
+        Some("mine"),
+        "clientConfig's client.id wins"
     );
 }
 
@@ -52,7 +77,7 @@ fn owned_keys_and_defaults_are_set() {
 fn client_config_overrides_defaults() {
     let c = consumer_config(
         &config(r#", "clientConfig": {"partition.assignment.strategy": "range", "queued.max.messages.kbytes": "1024"}"#),
-        None,
+        &Identity::default(),
         &no_env,
     )
     .expect("config");
@@ -71,7 +96,7 @@ fn sasl_ssl_maps_to_librdkafka_and_reads_credentials_from_env() {
         SASL_PASSWORD_ENV => Some("s3cret".to_owned()),
         _ => None,
     };
-    let c = consumer_config(&cfg, None, &env).expect("config");
+    let c = consumer_config(&cfg, &Identity::default(), &env).expect("config");
     assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
     assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
     assert_eq!(c.get("sasl.username"), Some("alice"));
@@ -83,7 +108,7 @@ fn sasl_ssl_maps_to_librdkafka_and_reads_credentials_from_env() {
     );
     assert_eq!(c.get("ssl.key.location"), Some("/etc/kcp/tls/tls.key"));
     assert!(matches!(
-        consumer_config(&cfg, None, &no_env),
+        consumer_config(&cfg, &Identity::default(), &no_env),
         Err(ConsumerError::MissingCredential(SASL_USERNAME_ENV))
     ));
 }

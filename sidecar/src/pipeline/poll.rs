@@ -151,7 +151,12 @@ fn consume(
             for state in shared.lock_partitions().values() {
                 shared.stats.set_pending(&state.tp, state.pending().0);
             }
-            commit::commit_async(consumer, &shared.tracker, &shared.stats);
+            commit::commit_async(
+                consumer,
+                &shared.tracker,
+                &shared.stats,
+                crate::offsets::Since::Requested,
+            );
             next_commit = Instant::now() + shared.commit_interval;
         }
         if taken == 0 {
@@ -165,14 +170,16 @@ fn consume(
         shared.stop.cancel();
     } else {
         info!("Shutting down: finishing dispatched records");
-        let deadline = Instant::now() + shared.drain_timeout;
+        // One drainTimeout for the whole sequence, counted from the signal (`shutdown.rs`), even
+        // when the signal came while a revoke held this thread: finish what was dispatched
+        // while it makes progress, then stop, wait for what is in flight, and commit.
+        let deadline = shared.stats.shutdown.begin(shared.drain_timeout);
         let states: Vec<Arc<PartitionState>> =
             shared.lock_partitions().drain().map(|(_, s)| s).collect();
-        // One drainTimeout for the whole sequence: finish what was dispatched while it makes
-        // progress, then stop, wait for what is in flight, and commit.
-        shared.finish_dispatched(&states, deadline);
+        shared.finish_dispatched(&states, deadline, consumer);
         shared.stop.cancel();
-        shared.drain_until(&states, deadline);
+        shared.drain_until(&states, deadline, consumer);
+        shared.stats.shutdown.drained();
         final_commit(consumer, shared, deadline);
     }
     Ok(())

@@ -133,7 +133,7 @@ impl RebalanceHandler for Shared {
             }
             self.dispatcher.discard_waiting(tps);
         } else {
-            self.drain(&states);
+            self.drain(&states, consumer);
         }
         // A lost assignment belongs to someone else already: a commit would be refused.
         if !lost && !self.abort.is_cancelled() {
@@ -174,9 +174,10 @@ impl RebalanceHandler for Shared {
 
 impl Shared {
     /// Stops `states`, waits for their in-flight records up to `drainTimeout` and aborts what is
-    /// left. Blocks the calling (poll) thread. Commits nothing: the caller does, afterwards.
-    pub fn drain(&self, states: &[Arc<PartitionState>]) {
-        self.drain_until(states, Instant::now() + self.drain_timeout);
+    /// left. Blocks the calling (poll) thread. Commits what finishes meanwhile every
+    /// `commitInterval` ([`DrainCommits`]); the caller commits the rest afterwards.
+    pub fn drain(&self, states: &[Arc<PartitionState>], consumer: &BaseConsumer<ConsumerCtx>) {
+        self.drain_until(states, Instant::now() + self.drain_timeout, consumer);
     }
 
     /// Lets the records already dispatched to `states` keep finishing, without stopping them,
@@ -185,13 +186,20 @@ impl Shared {
     /// would make the restart deliver those finished records again, since the commit stops at the
     /// lowest unfinished offset. Gives up at `deadline`, or when nothing finished for
     /// [`FINISH_STALL`] (a failing app backing off, a blocked key): shutdown then proceeds as a
-    /// revoke does, and what is left is redelivered, never lost.
-    pub fn finish_dispatched(&self, states: &[Arc<PartitionState>], deadline: Instant) {
+    /// revoke does, and what is left is redelivered, never lost. Commits as it goes.
+    pub fn finish_dispatched(
+        &self,
+        states: &[Arc<PartitionState>],
+        deadline: Instant,
+        consumer: &BaseConsumer<ConsumerCtx>,
+    ) {
         let pending = || states.iter().map(|s| s.pending().0).sum::<usize>();
+        let mut commits = DrainCommits::new(self.commit_interval);
         let mut last = pending();
         let mut last_progress = Instant::now();
         while last > 0 && !self.abort.is_cancelled() && Instant::now() < deadline {
             std::thread::sleep(DRAIN_CHECK);
+            commits.tick(self, consumer);
             let now = pending();
             if now < last {
                 last_progress = Instant::now();
@@ -204,7 +212,12 @@ impl Shared {
     }
 
     /// [`Shared::drain`] with an explicit deadline.
-    pub fn drain_until(&self, states: &[Arc<PartitionState>], deadline: Instant) {
+    pub fn drain_until(
+        &self,
+        states: &[Arc<PartitionState>],
+        deadline: Instant,
+        consumer: &BaseConsumer<ConsumerCtx>,
+    ) {
         if states.is_empty() {
             return;
         }
@@ -218,8 +231,10 @@ impl Shared {
         let in_flight = |states: &[Arc<PartitionState>]| -> usize {
             states.iter().map(|s| s.pending().0).sum()
         };
+        let mut commits = DrainCommits::new(self.commit_interval);
         while !self.abort.is_cancelled() && in_flight(states) > 0 && Instant::now() < deadline {
             std::thread::sleep(DRAIN_CHECK);
+            commits.tick(self, consumer);
         }
         let left = in_flight(states);
         if left > 0 {
@@ -240,6 +255,38 @@ impl Shared {
             abandoned = left,
             "Drained"
         );
+    }
+}
+
+/// The periodic commit while the poll thread waits in a drain: a revoke blocks the loop (and its
+/// periodic commit) for up to `drainTimeout`, and records of every partition, the kept ones
+/// included, go on finishing meanwhile. Committing them as they finish means a SIGKILL during a
+/// long drain redelivers only what was still unfinished. Asynchronous (librdkafka allows it in
+/// the rebalance callback); the answer is served once the loop polls again, and a refusal only
+/// leaves the offsets for the next commit.
+struct DrainCommits {
+    every: Duration,
+    next: Instant,
+}
+
+impl DrainCommits {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            next: Instant::now() + every,
+        }
+    }
+
+    fn tick(&mut self, shared: &Shared, consumer: &BaseConsumer<ConsumerCtx>) {
+        if Instant::now() >= self.next {
+            commit::commit_async(
+                consumer,
+                &shared.tracker,
+                &shared.stats,
+                crate::offsets::Since::Acknowledged,
+            );
+            self.next = Instant::now() + self.every;
+        }
     }
 }
 

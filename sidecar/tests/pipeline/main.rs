@@ -5,6 +5,7 @@
 mod arbitrary;
 mod at_most_once;
 mod binary;
+mod dead_letter_producer;
 mod exhausted;
 mod failures;
 mod faults;
@@ -13,6 +14,7 @@ mod lifecycle;
 mod lost;
 mod ordering;
 mod retention;
+mod shutdown;
 mod stuck;
 mod support;
 mod tls;

@@ -13,6 +13,7 @@ mod header_names;
 mod kill;
 mod rebalance;
 mod retention;
+mod rollout;
 mod sigterm;
 mod support;
 mod unready;

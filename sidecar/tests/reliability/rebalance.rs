@@ -1,5 +1,5 @@
 //! Rebalances during a stream: grow from 1 to 3 sidecars and back, with distinct pod names
-//! (static membership) or none. Asserts: nothing lost, key order of first deliveries. Reports
+//! (the client id; membership is dynamic either way) or none. Asserts: nothing lost, key order of first deliveries. Reports
 //! the pause each membership change causes (largest gap between arrivals at the sink in the
 //! window after it): a figure, not an assertion.
 

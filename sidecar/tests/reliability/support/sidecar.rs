@@ -203,7 +203,7 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
 }
 
 /// The log without terminal colour sequences (`ESC [ ... m`).
-fn strip_ansi(s: &str) -> String {
+pub fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
