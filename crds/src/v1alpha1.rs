@@ -247,7 +247,8 @@ pub struct KafkaSpec {
     /// (and `metadata.broker.list`), `group.id`, `group.instance.id`, `enable.auto.commit` (and
     /// `auto.commit.enable`), `enable.auto.offset.store`, `auto.offset.reset` (see
     /// `initialOffset`), and security settings (`security.protocol`, `sasl.*`, `ssl.*`), which
-    /// are set through `auth`.
+    /// are set through `auth`. The general (not consumer-only) properties also apply to the
+    /// dead-letter producer.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "client_config_schema")]
     pub client_config: BTreeMap<String, String>,
@@ -307,7 +308,8 @@ impl KafkaAuth {
 pub struct SaslAuth {
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     pub mechanism: SaslMechanism,
-    /// Name of the Secret holding the username and password.
+    /// Name of the Secret holding the username and password. The Secret must allow this
+    /// resource: annotation `kafkaproxy.io/allowed-consumers` listing its name (or `*`).
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
     /// Key of the username in the Secret (default `username`).
@@ -351,7 +353,8 @@ impl SaslMechanism {
 #[serde(rename_all = "camelCase")]
 pub struct TlsAuth {
     /// Secret holding the CA certificate and optional client certificate and key. Omit it to
-    /// trust the system's CA roots with no client certificate.
+    /// trust the system's CA roots with no client certificate. The Secret must allow this
+    /// resource: annotation `kafkaproxy.io/allowed-consumers` listing its name (or `*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: Option<String>,
@@ -662,7 +665,10 @@ pub struct KafkaConsumerProxyStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling` and `Stalled`, following the kstatus conventions.
+    /// `Ready`, `Reconciling` and `Stalled`, following the kstatus conventions, and two that
+    /// do not affect `Ready`: `KafkaReachable` (the operator could read lag from Kafka) and
+    /// `DeadLetterTopicsReady` (each dead-letter topic exists and the Kafka user may describe it;
+    /// `Unknown` when Kafka could not be read).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

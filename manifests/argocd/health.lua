@@ -10,6 +10,10 @@
 -- and Progressing while the operator has not yet reported on the latest generation.
 -- KafkaReachable=False (the operator cannot read lag) does not change the health, as it does
 -- not change Ready: the message says the lag is not being updated.
+-- DeadLetterTopicsReady=False (a dead-letter topic missing, or one the Kafka user may not
+-- describe) does not change it either: nothing fails until a record must be dead-lettered, and
+-- brokers that create topics on first use create a missing one then. The message adds the
+-- condition's reason and message (what to do), so a Healthy resource still shows it.
 -- Tested on every status the operator can write: samples.json, generated from the status code.
 -- Argo CD runs this with gopher-lua (Lua 5.1): no goto, no integer division, no bit operators.
 local hs = { status = "Progressing", message = "Waiting for the operator to report status" }
@@ -29,10 +33,14 @@ end
 local function describe(c, fallback)
   return (c.reason or fallback) .. ": " .. (c.message or "")
 end
-local function with_lag_note(message)
+local function with_notes(message)
   local kafka = by_type["KafkaReachable"]
   if kafka ~= nil and kafka.status == "False" then
-    return message .. "; lag not updated: " .. (kafka.message or "Kafka unreachable")
+    message = message .. "; lag not updated: " .. (kafka.message or "Kafka unreachable")
+  end
+  local dead_letter = by_type["DeadLetterTopicsReady"]
+  if dead_letter ~= nil and dead_letter.status == "False" then
+    message = message .. "; " .. describe(dead_letter, "DeadLetterTopicMissing")
   end
   return message
 end
@@ -48,7 +56,7 @@ if ready ~= nil and ready.status == "True" then
   else
     hs.status = "Healthy"
   end
-  hs.message = with_lag_note(ready.message or ready.reason or "Ready")
+  hs.message = with_notes(ready.message or ready.reason or "Ready")
   return hs
 end
 if reconciling ~= nil and reconciling.status == "True" then

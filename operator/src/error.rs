@@ -29,6 +29,14 @@ pub enum Error {
     #[error("secret {name:?} has no key {key:?}")]
     SecretKeyNotFound { name: String, key: String },
 
+    /// A Secret named in `spec.kafka.auth` does not name this resource as a user: its values are
+    /// neither used by the operator nor given to pods (ARCHITECTURE.md "Security").
+    #[error(
+        "secret {name:?} does not allow this resource to use it: someone who may edit that Secret must annotate it {annotation}={resource} (a comma-separated list of KafkaConsumerProxy names in this namespace, or *)",
+        annotation = crate::reconcile::secrets::ALLOWED_CONSUMERS_ANNOTATION
+    )]
+    SecretNotAllowed { name: String, resource: String },
+
     /// A child's name is taken by an object this resource does not control.
     #[error(
         "{kind} {name:?} already exists and is not controlled by this KafkaConsumerProxy: rename or delete it"
@@ -102,6 +110,7 @@ impl Error {
             | Self::InvalidSpec(_)
             | Self::SecretNotFound { .. }
             | Self::SecretKeyNotFound { .. }
+            | Self::SecretNotAllowed { .. }
             | Self::OwnershipConflict { .. }
             | Self::Rejected { .. } => ErrorKind::InvalidInput,
             Self::ReadSecret { .. }
@@ -118,6 +127,7 @@ impl Error {
             Self::InvalidSpec(_) => "invalid_spec",
             Self::SecretNotFound { .. } => "secret_not_found",
             Self::SecretKeyNotFound { .. } => "secret_key_not_found",
+            Self::SecretNotAllowed { .. } => "secret_not_allowed",
             Self::OwnershipConflict { .. } => "ownership_conflict",
             Self::Rejected { .. } => "rejected_by_api_server",
             Self::ReadSecret { .. } | Self::ReadChild { .. } => "kube_read",
@@ -133,6 +143,7 @@ impl Error {
             }
             Self::SecretNotFound { .. } => Reason::SecretNotFound,
             Self::SecretKeyNotFound { .. } => Reason::SecretKeyNotFound,
+            Self::SecretNotAllowed { .. } => Reason::SecretNotAllowed,
             Self::OwnershipConflict { .. } => Reason::OwnershipConflict,
             _ => return None,
         })
@@ -144,6 +155,7 @@ impl Error {
         match self {
             Self::SecretNotFound { .. }
             | Self::SecretKeyNotFound { .. }
+            | Self::SecretNotAllowed { .. }
             | Self::OwnershipConflict { .. } => Some(RECHECK_EXTERNAL_FIX),
             _ => None,
         }

@@ -5,7 +5,10 @@
 //! OffsetFetch through a consumer that has the group's `group.id` but never subscribes, so it
 //! never joins the group or commits), the high watermark, and lag = high − committed, or
 //! high − low when the group never committed there. Dead-letter count = Σ (high − low) over
-//! the partitions of the dead-letter topics; a missing dead-letter topic counts 0.
+//! the partitions of the dead-letter topics; a missing dead-letter topic counts 0. From the same
+//! metadata, the read also says which dead-letter topics do not exist, or may not be described
+//! with the resource's credentials ([`DeadLetterCheck`]), for the `DeadLetterTopicsReady`
+//! condition.
 //!
 //! Three rooms:
 //! - this module: the types the rest of the operator sees, and the pure summary of a read
@@ -104,6 +107,31 @@ pub struct LagSnapshot {
     pub dead_letter: DeadLetterStatus,
     /// Source topics that do not exist (no partitions, no lag).
     pub missing_topics: Vec<String>,
+    /// Dead-letter topics a dead-letter produce would fail on.
+    pub dead_letter_check: DeadLetterCheck,
+}
+
+/// What one read learnt about the dead-letter topics besides their counts: those a dead-letter
+/// produce is known to fail on. Each list in the order of `LagTarget::dead_letter_topics`.
+///
+/// Only what topic metadata tells: whether the resource's Kafka user may *write* a topic it can
+/// describe is not known here (rdkafka 0.39 does not expose a topic's authorized operations);
+/// the sidecar reports failed produces (`kcp_dead_letter_produce_failures_total`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterCheck {
+    /// Topics that do not exist. A produce to one fails unless the brokers create topics on
+    /// first use (`auto.create.topics.enable`).
+    pub missing: Vec<String>,
+    /// Topics the resource's Kafka user may not describe (`TOPIC_AUTHORIZATION_FAILED`), so it
+    /// may not write them either: Kafka's Write implies Describe.
+    pub unauthorized: Vec<String>,
+}
+
+impl DeadLetterCheck {
+    /// Whether no problem was found.
+    pub fn is_clear(&self) -> bool {
+        self.missing.is_empty() && self.unauthorized.is_empty()
+    }
 }
 
 impl LagSnapshot {
@@ -114,6 +142,7 @@ impl LagSnapshot {
         mut all: Vec<PartitionLag>,
         dead_letter: DeadLetterStatus,
         missing_topics: Vec<String>,
+        dead_letter_check: DeadLetterCheck,
     ) -> Self {
         let total = all.iter().map(|p| p.lag).sum();
         let partition_count = i32::try_from(all.len()).unwrap_or(i32::MAX);
@@ -129,6 +158,7 @@ impl LagSnapshot {
             total,
             dead_letter,
             missing_topics,
+            dead_letter_check,
         }
     }
 }
@@ -245,7 +275,12 @@ mod tests {
         all.push(partition("a", 99, 0));
         all.push(partition("b", 7, 50));
         all.reverse();
-        let s = LagSnapshot::new(all, DeadLetterStatus::default(), vec![]);
+        let s = LagSnapshot::new(
+            all,
+            DeadLetterStatus::default(),
+            vec![],
+            DeadLetterCheck::default(),
+        );
         assert_eq!(s.total, 99 + 50);
         assert_eq!(s.partition_count, 101);
         let listed: Vec<_> = s
@@ -262,6 +297,7 @@ mod tests {
             vec![partition("t", 1, 0), partition("t", 0, 3)],
             DeadLetterStatus::default(),
             vec![],
+            DeadLetterCheck::default(),
         );
         let listed: Vec<_> = small.partitions.iter().map(|p| p.partition).collect();
         assert_eq!(listed, [0, 1], "few partitions: all listed, by partition");

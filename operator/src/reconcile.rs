@@ -208,9 +208,15 @@ async fn reconcile_kcp(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Action
 }
 
 async fn converge(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Converged, Error> {
-    let v = validate::validate(kcp)?;
-    let credentials =
-        secrets::resolve(&ctx.client, &v.namespace, v.spec.kafka.auth.as_ref()).await?;
+    let mut v = validate::validate(kcp)?;
+    let secrets = secrets::resolve(
+        &ctx.client,
+        &v.namespace,
+        &v.name,
+        v.spec.kafka.auth.as_ref(),
+    )
+    .await?;
+    v.secrets_hash = secrets.fingerprint;
 
     // Read and applied as JSON: a typed read would drop pod fields the pinned types lack.
     let config_maps = apply::child_api::<ConfigMap>(&ctx.client, &v.namespace);
@@ -276,7 +282,7 @@ async fn converge(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Converged, 
     // The latest figures the reader has; never waits for Kafka.
     let lag = ctx
         .lag
-        .observe(&ResourceKey::of(kcp.meta()), target, credentials);
+        .observe(&ResourceKey::of(kcp.meta()), target, secrets.credentials);
     Ok(Converged {
         deployment,
         lag,

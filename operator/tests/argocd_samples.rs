@@ -30,8 +30,8 @@ use kcp_operator::{
 use serde_json::{Value, json};
 
 use inputs::{
-    RUNNING, SUSPENDED, blocked, deployment, kafka_down, lag, status, stuck, terminating, unseen,
-    user_errors,
+    RUNNING, SUSPENDED, blocked, dead_letter_problem, deployment, kafka_down, lag, status, stuck,
+    terminating, unseen, user_errors,
 };
 
 const SAMPLES: &str = "manifests/argocd/samples.json";
@@ -39,7 +39,7 @@ const REGENERATE: &str = "KCP_UPDATE_SNAPSHOTS=1 cargo test -p kcp-operator --te
 
 /// Every condition reason the operator writes. `sample_for` matches on each without a
 /// wildcard, so a new `Reason` does not compile until it has a sample here.
-const ALL_REASONS: [Reason; 11] = [
+const ALL_REASONS: [Reason; 15] = [
     Reason::Available,
     Reason::Suspended,
     Reason::DeploymentProgressing,
@@ -48,9 +48,13 @@ const ALL_REASONS: [Reason; 11] = [
     Reason::InvalidSpec,
     Reason::SecretNotFound,
     Reason::SecretKeyNotFound,
+    Reason::SecretNotAllowed,
     Reason::OwnershipConflict,
     Reason::KafkaReachable,
     Reason::KafkaUnreachable,
+    Reason::DeadLetterTopicsExist,
+    Reason::DeadLetterTopicMissing,
+    Reason::DeadLetterTopicNotAuthorized,
 ];
 
 /// The sample that shows `reason` to Argo CD.
@@ -64,9 +68,15 @@ fn sample_for(reason: Reason) -> &'static str {
         Reason::InvalidSpec => "invalid spec: template the operator cannot parse",
         Reason::SecretNotFound => "Secret missing",
         Reason::SecretKeyNotFound => "Secret key missing",
+        Reason::SecretNotAllowed => "Secret does not allow this resource",
         Reason::OwnershipConflict => "child name taken by another object",
         Reason::KafkaReachable => "ready, a source topic missing",
         Reason::KafkaUnreachable => "ready, Kafka unreachable: lag stale",
+        Reason::DeadLetterTopicsExist => "ready",
+        Reason::DeadLetterTopicMissing => "ready, a dead-letter topic missing",
+        Reason::DeadLetterTopicNotAuthorized => {
+            "ready, a dead-letter topic the Kafka user may not describe"
+        }
     }
 }
 
@@ -205,6 +215,34 @@ fn samples() -> Vec<Sample> {
         ),
         "Healthy",
         "lag not updated: fetching metadata",
+    );
+    add(
+        "ready, a dead-letter topic missing",
+        1,
+        status(
+            1,
+            RUNNING,
+            Some(&ready_dep),
+            &dead_letter_problem(&["orders-dlq"], &[], 30),
+            Some(&ready),
+            30,
+        ),
+        "Healthy",
+        "3 of 3 pods available; DeadLetterTopicMissing: dead-letter topic orders-dlq does not exist",
+    );
+    add(
+        "ready, a dead-letter topic the Kafka user may not describe",
+        1,
+        status(
+            1,
+            RUNNING,
+            Some(&ready_dep),
+            &dead_letter_problem(&[], &["orders-dlq"], 30),
+            Some(&ready),
+            30,
+        ),
+        "Healthy",
+        "DeadLetterTopicNotAuthorized: the resource's Kafka user may not describe dead-letter topic orders-dlq",
     );
     add(
         "suspending, pods terminating",

@@ -184,10 +184,16 @@ async fn example_gets_children_status_and_garbage_collection() {
 
     let kcp = eventually("a status with every condition", || async {
         let kcp = kcps.get("orders").await.unwrap();
-        ["Ready", "Reconciling", "Stalled", "KafkaReachable"]
-            .iter()
-            .all(|t| condition(&kcp, t).is_some())
-            .then_some(kcp)
+        [
+            "Ready",
+            "Reconciling",
+            "Stalled",
+            "KafkaReachable",
+            "DeadLetterTopicsReady",
+        ]
+        .iter()
+        .all(|t| condition(&kcp, t).is_some())
+        .then_some(kcp)
     })
     .await;
     let status = kcp.status.as_ref().unwrap();
@@ -198,6 +204,12 @@ async fn example_gets_children_status_and_garbage_collection() {
     );
     let kafka = condition(&kcp, "KafkaReachable").unwrap();
     assert_eq!(kafka.reason, "KafkaUnreachable", "the brokers do not exist");
+    let dead_letter = condition(&kcp, "DeadLetterTopicsReady").unwrap();
+    assert_eq!(
+        (dead_letter.status.as_str(), dead_letter.reason.as_str()),
+        ("Unknown", "KafkaUnreachable"),
+        "not known without Kafka"
+    );
 
     // A hand edit of a field the operator owns is put back.
     let hand_edit = json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 5}});
@@ -255,6 +267,76 @@ async fn a_missing_secret_is_reported_in_the_status() {
         "{}",
         ready.message
     );
+    delete_all_kcps(&client, namespace).await;
+}
+
+/// A Secret is used only once it names the resource; a rotated value then rolls the pods
+/// (a new pod template), noticed within the operator's refresh interval without a Secret watch.
+#[tokio::test]
+#[ignore = "needs a cluster: set KUBECONFIG"]
+async fn a_secret_needs_consent_and_its_rotation_rolls_the_pods() {
+    let namespace = "kcp-e2e-rotation";
+    let client = client().await;
+    install(&client).await;
+    fresh_namespace(&client, namespace).await;
+    let _operator = Operator::start(namespace, "5s").await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), namespace);
+    let secret = |password: &str, allowed: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "kafka-user", "namespace": namespace,
+                         "annotations": {"kafkaproxy.io/allowed-consumers": allowed}},
+            "stringData": {"username": "orders", "password": password}
+        })
+    };
+    let pp = kube::api::PatchParams::apply("kcp-e2e").force();
+    let put = |v: serde_json::Value| {
+        let secrets = secrets.clone();
+        let pp = pp.clone();
+        async move {
+            secrets
+                .patch("kafka-user", &pp, &kube::api::Patch::Apply(&v))
+                .await
+                .unwrap();
+        }
+    };
+    put(secret("one", "payments")).await;
+    let kcps: Api<KafkaConsumerProxy> = Api::namespaced(client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let mut object = example(namespace, "orders", 1);
+    object["spec"]["kafka"]["auth"] =
+        json!({"sasl": {"mechanism": "SCRAM-SHA-512", "secretName": "kafka-user"}});
+    apply(&kcps, &object).await;
+    eventually("Ready=False reason=SecretNotAllowed", || async {
+        let kcp = kcps.get("orders").await.unwrap();
+        condition(&kcp, "Ready").filter(|c| c.reason == "SecretNotAllowed")
+    })
+    .await;
+    assert!(deployments.get_opt("orders").await.unwrap().is_none());
+
+    put(secret("one", "orders")).await;
+    let hash = |d: &Deployment| {
+        d.spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get("kafkaproxy.io/secrets-hash")
+            .cloned()
+    };
+    let first = eventually("the Deployment, with the Secret's fingerprint", || async {
+        hash(&deployments.get_opt("orders").await.unwrap()?)
+    })
+    .await;
+    put(secret("two", "orders")).await;
+    eventually("the rotated password rolls the pod template", || async {
+        let now = hash(&deployments.get_opt("orders").await.unwrap()?)?;
+        (now != first).then_some(())
+    })
+    .await;
     delete_all_kcps(&client, namespace).await;
 }
 

@@ -1,6 +1,7 @@
 //! Lag and dead-letter counts read from librdkafka's mock cluster (in-process brokers on
-//! 127.0.0.1): figures per partition and in total, a missing dead-letter topic, a cluster that
-//! goes down, a bootstrap address nobody listens on, a topic of 2,000 partitions.
+//! 127.0.0.1): figures per partition and in total, a missing dead-letter topic (counted 0, then
+//! reported in `DeadLetterTopicsReady` until it is created), one the user may not describe, a
+//! cluster that goes down, a bootstrap address nobody listens on, a topic of 2,000 partitions.
 
 #![allow(clippy::unwrap_used)]
 
@@ -173,6 +174,139 @@ async fn missing_topics_count_zero_and_are_named() {
     assert_eq!(snap.total, 5, "no committed offset: high - low");
     assert_eq!(snap.dead_letter.count, 0);
     assert_eq!(snap.missing_topics, vec!["payments".to_string()]);
+}
+
+/// The status a reconcile writes from `lag`, after `previous`.
+fn status_from(
+    lag: &LagObservation,
+    previous: Option<&kcp_crds::KafkaConsumerProxyStatus>,
+) -> kcp_crds::KafkaConsumerProxyStatus {
+    status::compute(&status::Input {
+        generation: Some(1),
+        selector: "kafkaproxy.io/instance=orders".into(),
+        outcome: status::Outcome::Applied { suspended: false },
+        deployment: None,
+        lag,
+        previous,
+        now: kcp_operator::now_seconds(),
+    })
+}
+
+/// `DeadLetterTopicsReady` of `s`: status, reason, message.
+fn dead_letter_condition(s: &kcp_crds::KafkaConsumerProxyStatus) -> (String, String, String) {
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == status::DEAD_LETTER_TOPICS_READY)
+        .unwrap();
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+/// A dead-letter topic that does not exist is reported by the read that counts the dead-letter
+/// records (the lag still read) and in the status; once the topic is created, the next read of
+/// the same cached clients clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_dead_letter_topic_is_reported_until_it_is_created() {
+    let mock = MockCluster::new(1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("orders", 1, 1).unwrap();
+    produce(&bootstrap, "orders", &[3]);
+    let source = KafkaLagSource::new(fast_limits());
+    let orders = || target(bootstrap.clone(), &["orders"], &["orders-dlq"]);
+
+    let snap = read(&source, orders(), DEADLINE).await.unwrap();
+    assert_eq!(
+        snap.dead_letter_check.missing,
+        vec!["orders-dlq".to_string()]
+    );
+    assert!(snap.dead_letter_check.unauthorized.is_empty());
+    assert!(snap.missing_topics.is_empty(), "the source topic exists");
+    assert_eq!(snap.total, 3, "the lag is still read");
+    let lag = LagObservation::Fresh {
+        snapshot: snap,
+        read_at: kcp_operator::now_seconds(),
+    };
+    let before = status_from(&lag, None);
+    let (state, reason, message) = dead_letter_condition(&before);
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("False", "DeadLetterTopicMissing")
+    );
+    assert!(message.contains("orders-dlq does not exist"), "{message}");
+
+    mock.create_topic("orders-dlq", 2, 1).unwrap();
+    produce(&bootstrap, "orders-dlq", &[2, 1]);
+    let snap = read(&source, orders(), DEADLINE).await.unwrap();
+    assert!(
+        snap.dead_letter_check.is_clear(),
+        "{:?}",
+        snap.dead_letter_check
+    );
+    assert_eq!(snap.dead_letter.count, 3);
+    let lag = LagObservation::Fresh {
+        snapshot: snap,
+        read_at: kcp_operator::now_seconds(),
+    };
+    let after = status_from(&lag, Some(&before));
+    let (state, reason, _) = dead_letter_condition(&after);
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("True", "DeadLetterTopicsExist")
+    );
+}
+
+/// A dead-letter topic the user may not describe (the broker answers its metadata with
+/// TOPIC_AUTHORIZATION_FAILED) cannot be written either: it is named apart, and the read of
+/// the lag still succeeds. The same answer for a source topic fails the read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_topic_the_user_may_not_describe_is_reported_not_a_failed_read() {
+    let mock = MockCluster::new(1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("orders", 1, 1).unwrap();
+    mock.create_topic("orders-dlq", 1, 1).unwrap();
+    produce(&bootstrap, "orders", &[4]);
+    mock.topic_error(
+        "orders-dlq",
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+    )
+    .unwrap();
+    let source = KafkaLagSource::new(fast_limits());
+
+    let snap = read(
+        &source,
+        target(
+            bootstrap.clone(),
+            &["orders"],
+            &["orders-dlq", "payments-dlq"],
+        ),
+        DEADLINE,
+    )
+    .await
+    .unwrap();
+    assert_eq!(snap.total, 4);
+    assert_eq!(
+        snap.dead_letter_check.unauthorized,
+        vec!["orders-dlq".to_string()]
+    );
+    assert_eq!(
+        snap.dead_letter_check.missing,
+        vec!["payments-dlq".to_string()]
+    );
+    let lag = LagObservation::Fresh {
+        snapshot: snap,
+        read_at: kcp_operator::now_seconds(),
+    };
+    let (state, reason, message) = dead_letter_condition(&status_from(&lag, None));
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("False", "DeadLetterTopicNotAuthorized")
+    );
+    assert!(message.contains("grant that user Write"), "{message}");
+
+    let err = read(&source, target(bootstrap, &["orders-dlq"], &[]), DEADLINE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LagError::Topic { .. }), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

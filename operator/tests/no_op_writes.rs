@@ -158,7 +158,8 @@ fn put_example_secrets(fake: &FakeApi) {
         &secret_path("payments-kafka-user"),
         json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "payments-kafka-user", "namespace": "shop"},
+            "metadata": {"name": "payments-kafka-user", "namespace": "shop",
+                         "annotations": {"kafkaproxy.io/allowed-consumers": "*"}},
             "data": {"username": B64.encode("u"), "password": B64.encode("p")}
         }),
     );

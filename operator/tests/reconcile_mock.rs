@@ -44,7 +44,8 @@ fn put_secrets(fake: &FakeApi) {
         &secret_path("kafka-user"),
         json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "kafka-user", "namespace": "shop"},
+            "metadata": {"name": "kafka-user", "namespace": "shop",
+                         "annotations": {"kafkaproxy.io/allowed-consumers": "orders"}},
             "data": {"username": B64.encode(USERNAME), "password": B64.encode(PASSWORD)}
         }),
     );
@@ -52,7 +53,8 @@ fn put_secrets(fake: &FakeApi) {
         &secret_path("kafka-ca"),
         json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "kafka-ca", "namespace": "shop"},
+            "metadata": {"name": "kafka-ca", "namespace": "shop",
+                         "annotations": {"kafkaproxy.io/allowed-consumers": "*"}},
             "data": {"ca.crt": B64.encode(CA_PEM)}
         }),
     );
@@ -414,6 +416,83 @@ async fn a_missing_secret_stalls_reports_once_and_is_rechecked() {
     reconcile(current(&fake), ctx).await.unwrap();
     assert_eq!(writes(&fake.take_calls()).len(), 3);
     assert_eq!(condition(&fake, "Stalled").0, "False");
+}
+
+/// A Secret that does not name the resource is never used: no pod refers to it and the lag
+/// probe does not get its values. Once its owner allows the resource, it converges; a rotated
+/// value then rolls the pods.
+#[tokio::test]
+async fn a_secret_is_used_only_when_it_allows_the_resource_and_a_rotation_rolls_the_pods() {
+    let fake = FakeApi::new();
+    fake.put(KCP_PATH, kcp_json(sasl_tls_spec()));
+    put_secrets(&fake);
+    fake.edit(&secret_path("kafka-user"), |s| {
+        s["metadata"]["annotations"] = json!({"kafkaproxy.io/allowed-consumers": "payments"})
+    });
+    let lag = StubLag::new(0);
+    let (ctx, metrics) = context(&fake, &lag, REFRESH);
+
+    let obj = current(&fake);
+    let err = reconcile(obj.clone(), ctx.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::SecretNotAllowed { .. }), "{err:?}");
+    // An annotation on a Secret triggers no watch event: it is looked at again.
+    assert_eq!(
+        error_policy(obj, &err, ctx.clone()),
+        Action::requeue(RECHECK_EXTERNAL_FIX)
+    );
+    assert!(
+        err.to_string()
+            .contains("kafkaproxy.io/allowed-consumers=orders"),
+        "says what to do: {err}"
+    );
+    assert_eq!(
+        condition(&fake, "Ready"),
+        ("False".into(), "SecretNotAllowed".into())
+    );
+    assert!(fake.get(DEPLOYMENT_PATH).is_none(), "no pod refers to it");
+    assert!(
+        lag.probes.lock().unwrap().is_empty(),
+        "its values were not used"
+    );
+    assert_eq!(
+        metrics
+            .reconcile_failures
+            .get_or_create(&kcp_operator::metrics::CategoryLabel {
+                category: "secret_not_allowed"
+            })
+            .get(),
+        1
+    );
+
+    // The Secret's owner allows it.
+    fake.edit(&secret_path("kafka-user"), |s| {
+        s["metadata"]["annotations"] =
+            json!({"kafkaproxy.io/allowed-consumers": "payments, orders"})
+    });
+    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    let secrets_hash = |fake: &FakeApi| {
+        fake.get(DEPLOYMENT_PATH).unwrap()["spec"]["template"]["metadata"]["annotations"]
+            ["kafkaproxy.io/secrets-hash"]
+            .clone()
+    };
+    let before = secrets_hash(&fake);
+    assert!(before.is_string(), "{before}");
+    fake.take_calls();
+
+    // Nothing changed: nothing rolls.
+    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    assert!(
+        !writes(&fake.take_calls()).contains(&patch(DEPLOYMENT_PATH)),
+        "an unchanged Secret writes nothing"
+    );
+
+    // The password is rotated: the pod template changes, so the Deployment replaces the pods.
+    fake.edit(&secret_path("kafka-user"), |s| {
+        s["data"]["password"] = json!(B64.encode("rotated"))
+    });
+    reconcile(current(&fake), ctx).await.unwrap();
+    assert!(writes(&fake.take_calls()).contains(&patch(DEPLOYMENT_PATH)));
+    assert_ne!(secrets_hash(&fake), before);
 }
 
 #[tokio::test]

@@ -125,7 +125,7 @@ pub fn client_config_schema(_: &mut SchemaGenerator) -> Schema {
     }));
     json_schema!({
         "type": "object",
-        "description": "Extra librdkafka consumer properties, e.g. fetch.max.bytes. Only consumer properties librdkafka knows are accepted. Keys the sidecar owns are refused: bootstrap.servers (and metadata.broker.list), group.id, group.instance.id, enable.auto.commit (and auto.commit.enable), enable.auto.offset.store, auto.offset.reset (see initialOffset), and security settings (security.protocol, sasl.*, ssl.*), which are set through auth.",
+        "description": "Extra librdkafka consumer properties, e.g. fetch.max.bytes. Only consumer properties librdkafka knows are accepted. Keys the sidecar owns are refused: bootstrap.servers (and metadata.broker.list), group.id, group.instance.id, enable.auto.commit (and auto.commit.enable), enable.auto.offset.store, auto.offset.reset (see initialOffset), and security settings (security.protocol, sasl.*, ssl.*), which are set through auth. The general (not consumer-only) properties also apply to the dead-letter producer.",
         "maxProperties": 64,
         "additionalProperties": { "type": "string", "maxLength": 4096 },
         "x-kubernetes-validations": rules,

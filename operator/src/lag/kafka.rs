@@ -1,7 +1,10 @@
 //! The Kafka side of a lag read: the only code in the operator that calls librdkafka.
 //!
 //! One read is a handful of requests, whatever the number of partitions:
-//! 1. metadata, one request per topic (source and dead-letter), through the cluster client;
+//! 1. metadata, one request per topic (source and dead-letter), through the cluster client. A
+//!    dead-letter topic that does not exist or may not be described is reported in the snapshot
+//!    ([`DeadLetterCheck`]), not as a failed read; a source topic the user may not describe
+//!    fails the read;
 //! 2. the group's committed offsets of every source partition in one OffsetFetch
 //!    (`rd_kafka_committed` with the whole list), through the group's offsets client;
 //! 3. the high watermarks of every partition, then the low watermarks of those that need one
@@ -30,7 +33,7 @@ use rdkafka::{
     types::RDKafkaRespErr,
 };
 
-use super::{Credentials, LagError, LagSnapshot, LagSource, LagTarget};
+use super::{Credentials, DeadLetterCheck, LagError, LagSnapshot, LagSource, LagTarget};
 use clients::Clients;
 
 /// Bounds of the librdkafka side.
@@ -124,25 +127,31 @@ fn read_lag(
         Ok(left.min(limits.call_timeout))
     };
 
-    // 1. Metadata.
+    // 1. Metadata. A dead-letter topic that is missing or may not be described is noted, not
+    //    an error: it counts 0 and the `DeadLetterTopicsReady` condition names it.
     let mut missing_topics = Vec::new();
+    let mut dead_letter_check = DeadLetterCheck::default();
     let mut source = Vec::new();
     let mut dead_letter = Vec::new();
-    let topics = unique(&target.topics);
-    let dlq_topics = unique(&target.dead_letter_topics);
-    for (topic, is_source) in topics
-        .iter()
-        .map(|t| (t, true))
-        .chain(dlq_topics.iter().map(|t| (t, false)))
-    {
-        let found = partitions_of(cluster, topic, budget()?)?;
-        match (found, is_source) {
-            (Some(ids), true) => source.extend(ids.into_iter().map(|p| ((*topic).clone(), p))),
-            (Some(ids), false) => {
-                dead_letter.extend(ids.into_iter().map(|p| ((*topic).clone(), p)))
+    for topic in unique(&target.topics) {
+        match partitions_of(cluster, topic, budget()?)? {
+            Found::Partitions(ids) => source.extend(ids.into_iter().map(|p| (topic.clone(), p))),
+            Found::Missing => missing_topics.push(topic.clone()),
+            Found::Unauthorized => {
+                return Err(LagError::Topic {
+                    topic: topic.clone(),
+                    code: RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                });
             }
-            (None, true) => missing_topics.push((*topic).clone()),
-            (None, false) => {}
+        }
+    }
+    for topic in unique(&target.dead_letter_topics) {
+        match partitions_of(cluster, topic, budget()?)? {
+            Found::Partitions(ids) => {
+                dead_letter.extend(ids.into_iter().map(|p| (topic.clone(), p)))
+            }
+            Found::Missing => dead_letter_check.missing.push(topic.clone()),
+            Found::Unauthorized => dead_letter_check.unauthorized.push(topic.clone()),
         }
     }
 
@@ -199,6 +208,7 @@ fn read_lag(
             count,
         },
         missing_topics,
+        dead_letter_check,
     ))
 }
 
@@ -208,12 +218,22 @@ fn unique(items: &[String]) -> Vec<&String> {
     items.iter().filter(|t| seen.insert(*t)).collect()
 }
 
-/// Partition ids of `topic`, or `None` when the topic does not exist.
+/// What the metadata of one topic says.
+enum Found {
+    /// Its partition ids, sorted.
+    Partitions(Vec<i32>),
+    /// The topic does not exist.
+    Missing,
+    /// The client's user may not describe it (whether it exists is not told).
+    Unauthorized,
+}
+
+/// The partitions of `topic`, or why there are none.
 fn partitions_of(
     consumer: &BaseConsumer,
     topic: &str,
     timeout: Duration,
-) -> Result<Option<Vec<i32>>, LagError> {
+) -> Result<Found, LagError> {
     let md = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(|source| LagError::Metadata {
@@ -221,15 +241,18 @@ fn partitions_of(
             source,
         })?;
     let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-        return Ok(None);
+        return Ok(Found::Missing);
     };
     match t.error() {
         None => {
             let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
             ids.sort_unstable();
-            Ok(Some(ids))
+            Ok(Found::Partitions(ids))
         }
-        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Ok(None),
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Ok(Found::Missing),
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) => {
+            Ok(Found::Unauthorized)
+        }
         Some(code) => Err(LagError::Topic {
             topic: topic.to_owned(),
             code,

@@ -56,6 +56,9 @@ pub const ADMIN_PORT_NAME: &str = "kcp-admin";
 pub const INSTANCE_LABEL: &str = kcp_crds::v1alpha1::SELECTOR_LABEL;
 /// Pod-template annotation: SHA-256 of the rendered config, so a config change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "kafkaproxy.io/config-hash";
+/// Pod-template annotation: the fingerprint of the Secret values the pods use
+/// (`secrets::Resolved::fingerprint`), so a rotated Secret rolls them.
+pub const SECRETS_HASH_ANNOTATION: &str = "kafkaproxy.io/secrets-hash";
 /// Object annotation: SHA-256 of the desired object, so a change of what we want is seen.
 pub const APPLIED_HASH_ANNOTATION: &str = "kafkaproxy.io/applied-hash";
 

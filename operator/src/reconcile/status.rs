@@ -9,7 +9,7 @@
 //!
 //! Conditions follow kstatus: `Ready`, `Reconciling`, `Stalled`, plus `KafkaReachable` for the
 //! operator's own lag probe (it does not affect `Ready`: pods may reach Kafka when the operator
-//! cannot).
+//! cannot) and `DeadLetterTopicsReady` from the same read ([`dead_letter`]).
 
 use k8s_openapi::{
     api::apps::v1::Deployment,
@@ -20,11 +20,14 @@ use kcp_crds::v1alpha1::{DeadLetterStatus, KafkaConsumerProxyStatus, LagStatus};
 
 use crate::lag::LagObservation;
 
+mod dead_letter;
+
 /// Condition types.
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const KAFKA_REACHABLE: &str = "KafkaReachable";
+pub const DEAD_LETTER_TOPICS_READY: &str = "DeadLetterTopicsReady";
 
 /// Every condition reason the operator writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,12 +48,20 @@ pub enum Reason {
     SecretNotFound,
     /// A Secret lacks a key named in `spec.kafka.auth`.
     SecretKeyNotFound,
+    /// A Secret named in `spec.kafka.auth` does not allow this resource to use it.
+    SecretNotAllowed,
     /// A child's name is taken by an object this resource does not control.
     OwnershipConflict,
     /// The operator read lag from Kafka.
     KafkaReachable,
     /// The operator could not read lag from Kafka.
     KafkaUnreachable,
+    /// Every dead-letter topic exists (whether it may be written is the sidecar's to report).
+    DeadLetterTopicsExist,
+    /// A dead-letter topic does not exist.
+    DeadLetterTopicMissing,
+    /// The resource's Kafka user may not describe a dead-letter topic, so not write it either.
+    DeadLetterTopicNotAuthorized,
 }
 
 impl Reason {
@@ -64,9 +75,13 @@ impl Reason {
             Self::InvalidSpec => "InvalidSpec",
             Self::SecretNotFound => "SecretNotFound",
             Self::SecretKeyNotFound => "SecretKeyNotFound",
+            Self::SecretNotAllowed => "SecretNotAllowed",
             Self::OwnershipConflict => "OwnershipConflict",
             Self::KafkaReachable => "KafkaReachable",
             Self::KafkaUnreachable => "KafkaUnreachable",
+            Self::DeadLetterTopicsExist => "DeadLetterTopicsExist",
+            Self::DeadLetterTopicMissing => "DeadLetterTopicMissing",
+            Self::DeadLetterTopicNotAuthorized => "DeadLetterTopicNotAuthorized",
         }
     }
 }
@@ -118,6 +133,9 @@ pub fn compute(input: &Input<'_>) -> KafkaConsumerProxyStatus {
         conditions.push(condition(input, type_, status, reason, message));
     }
     if let Some(c) = kafka_condition(input) {
+        conditions.push(c);
+    }
+    if let Some(c) = dead_letter::condition(input) {
         conditions.push(c);
     }
 
@@ -281,7 +299,19 @@ fn condition(
     reason: Reason,
     message: String,
 ) -> Condition {
-    let status = if status { "True" } else { "False" }.to_owned();
+    let status = if status { "True" } else { "False" };
+    condition_with(input, type_, status, reason, message)
+}
+
+/// [`condition`] with the status as written: `True`, `False` or `Unknown`.
+fn condition_with(
+    input: &Input<'_>,
+    type_: &str,
+    status: &str,
+    reason: Reason,
+    message: String,
+) -> Condition {
+    let status = status.to_owned();
     let last_transition_time = input
         .previous
         .and_then(|p| p.conditions.iter().find(|c| c.type_ == type_))
@@ -381,6 +411,7 @@ mod tests {
                 count: 2,
             },
             missing_topics: vec![],
+            dead_letter_check: Default::default(),
         }
     }
 

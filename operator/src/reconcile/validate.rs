@@ -47,6 +47,9 @@ pub struct Validated {
     pub template_unknown: Vec<UnknownField>,
     /// Dead-letter topics in use, sorted, without duplicates.
     pub dead_letter_topics: Vec<String>,
+    /// Fingerprint of the referenced Secrets' values (`secrets.rs`), filled in once they were
+    /// read; a pod-template annotation, so a rotated Secret rolls the pods.
+    pub secrets_hash: Option<String>,
 }
 
 /// Everything wrong with a spec, for the `InvalidSpec` condition and Warning Event.
@@ -156,6 +159,7 @@ pub fn validate(kcp: &KafkaConsumerProxy) -> Result<Validated, InvalidSpec> {
                 template,
                 template_unknown,
                 dead_letter_topics,
+                secrets_hash: None,
             })
         }
         _ => Err(InvalidSpec { problems }),

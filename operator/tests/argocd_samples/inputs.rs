@@ -11,7 +11,7 @@ use kcp_crds::{
 };
 use kcp_operator::{
     Error,
-    lag::{LagObservation, LagSnapshot, error_chain},
+    lag::{DeadLetterCheck, LagObservation, LagSnapshot, error_chain},
     reconcile::{
         build::selector_string,
         status::{self, Outcome, Reason},
@@ -100,9 +100,27 @@ pub fn lag(total: i64, missing_topics: &[&str], read_at: i64) -> LagObservation 
                 count: 0,
             },
             missing_topics: missing_topics.iter().map(|t| (*t).to_owned()).collect(),
+            dead_letter_check: DeadLetterCheck::default(),
         },
         read_at: at(read_at),
     }
+}
+
+/// A read that found the dead-letter topics `missing` and `unauthorized`.
+pub fn dead_letter_problem(
+    missing: &[&str],
+    unauthorized: &[&str],
+    read_at: i64,
+) -> LagObservation {
+    let mut observation = lag(0, &[], read_at);
+    if let LagObservation::Fresh { snapshot, .. } = &mut observation {
+        let names = |topics: &[&str]| topics.iter().map(|t| (*t).to_owned()).collect();
+        snapshot.dead_letter_check = DeadLetterCheck {
+            missing: names(missing),
+            unauthorized: names(unauthorized),
+        };
+    }
+    observation
 }
 
 pub fn kafka_down(at_secs: i64) -> LagObservation {
@@ -180,6 +198,14 @@ pub fn user_errors() -> Vec<(&'static str, Error, &'static str)> {
                 key: "password".into(),
             },
             "SecretKeyNotFound: secret \"kafka-user\" has no key \"password\"",
+        ),
+        (
+            "Secret does not allow this resource",
+            Error::SecretNotAllowed {
+                name: "kafka-user".into(),
+                resource: NAME.into(),
+            },
+            "SecretNotAllowed: secret \"kafka-user\" does not allow this resource to use it",
         ),
         (
             "child name taken by another object",

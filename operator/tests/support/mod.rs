@@ -412,6 +412,7 @@ pub fn snapshot(total: i64) -> LagSnapshot {
             count: 3,
         },
         missing_topics: vec![],
+        dead_letter_check: Default::default(),
     }
 }
 

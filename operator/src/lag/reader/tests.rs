@@ -7,6 +7,7 @@ use futures::{FutureExt, StreamExt, future::BoxFuture};
 use kcp_crds::{config::SecurityProtocol, v1alpha1::DeadLetterStatus};
 
 use super::*;
+use crate::lag::DeadLetterCheck;
 
 /// Answers reads of `alive:9092` at once with `total`; reads of any other cluster never end.
 struct Stub {
@@ -26,7 +27,12 @@ impl LagSource for Arc<Stub> {
             return futures::future::pending().boxed();
         }
         let total = *self.total.lock().expect("not poisoned");
-        let snapshot = LagSnapshot::new(vec![], DeadLetterStatus::default(), vec![]);
+        let snapshot = LagSnapshot::new(
+            vec![],
+            DeadLetterStatus::default(),
+            vec![],
+            DeadLetterCheck::default(),
+        );
         async move { Ok(LagSnapshot { total, ..snapshot }) }.boxed()
     }
 }

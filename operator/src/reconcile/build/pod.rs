@@ -15,7 +15,7 @@ use k8s_openapi::{
 };
 
 use super::{
-    BuildOptions, CONFIG_HASH_ANNOTATION,
+    BuildOptions, CONFIG_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION,
     lifecycle::{DEFAULT_GRACE_SECONDS, add_drain_hooks, grace_period_seconds},
     object_labels, selector_labels,
     sidecar::{runtime_default_seccomp, sidecar_container, sidecar_volumes},
@@ -33,9 +33,13 @@ pub(super) fn pod_template(v: &Validated, opts: &BuildOptions) -> PodTemplateSpe
     meta.labels
         .get_or_insert_with(BTreeMap::new)
         .extend(selector_labels(&v.name));
-    meta.annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert(CONFIG_HASH_ANNOTATION.to_owned(), v.config_hash.clone());
+    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), v.config_hash.clone());
+    // The sidecar reads its credentials at start: a rotated Secret must restart the pods.
+    match &v.secrets_hash {
+        Some(hash) => annotations.insert(SECRETS_HASH_ANNOTATION.to_owned(), hash.clone()),
+        None => annotations.remove(SECRETS_HASH_ANNOTATION),
+    };
 
     let pod = template.spec.get_or_insert_with(PodSpec::default);
     // The app's own shutdown time, which starts only once the sidecar has drained.

@@ -106,6 +106,27 @@ fn config_hash_changes_with_the_config_and_not_with_replicas() {
 }
 
 #[test]
+fn a_rotated_secret_rolls_the_pods() {
+    let spec = port_app_spec();
+    let v = |hash: Option<&str>| {
+        let mut v = validate(&kcp_from(spec.clone())).expect("valid");
+        v.secrets_hash = hash.map(str::to_owned);
+        build(&v, &opts())
+    };
+    let (none, one, two) = (v(None), v(Some("aaa")), v(Some("bbb")));
+    assert_eq!(template_annotation(&none, SECRETS_HASH_ANNOTATION), None);
+    assert_eq!(
+        template_annotation(&one, SECRETS_HASH_ANNOTATION).as_deref(),
+        Some("aaa")
+    );
+    // A different pod template is what makes the Deployment controller replace the pods.
+    assert_ne!(
+        one.deployment.spec.as_ref().map(|s| &s.template),
+        two.deployment.spec.as_ref().map(|s| &s.template)
+    );
+}
+
+#[test]
 fn suspend_runs_zero_replicas() {
     let mut spec = port_app_spec();
     spec["replicas"] = json!(3);
