@@ -23,6 +23,11 @@ pub struct Sidecar {
 impl Sidecar {
     /// Starts the binary with `config` (written to a file) and, when given, a pod name.
     pub fn start(config: &Value, pod_name: Option<&str>) -> Self {
+        Self::start_with_env(config, pod_name, &[])
+    }
+
+    /// [`Sidecar::start`] with extra environment variables (what the operator sets).
+    pub fn start_with_env(config: &Value, pod_name: Option<&str>, env: &[(&str, &str)]) -> Self {
         let name = unique("sidecar");
         let dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -43,6 +48,7 @@ impl Sidecar {
         if let Some(pod) = pod_name {
             cmd.arg("--pod-name").arg(pod);
         }
+        cmd.envs(env.iter().copied());
         let child = cmd.spawn().expect("kcp-sidecar starts");
         eprintln!("started {name} (pid {}, pod {pod_name:?})", child.id());
         Self {
@@ -163,29 +169,9 @@ impl Sidecar {
 
     /// GETs `path` (`/metrics`, `/status`) from the admin server: the body of its 200 answer.
     pub async fn admin_get(&self, path: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let addr = self.admin_addr().await;
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .unwrap_or_else(|e| panic!("{}: connect to admin {addr}: {e}", self.name));
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("send admin request");
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .await
-            .expect("read admin response");
-        let response = String::from_utf8_lossy(&response).into_owned();
-        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-        assert!(
-            head.starts_with("HTTP/1.1 200"),
-            "{}: GET {path}: {head}",
-            self.name
-        );
-        body.to_owned()
+        let (status, body) = http_get(self.admin_addr().await, path).await;
+        assert_eq!(status, 200, "{}: GET {path}: {body}", self.name);
+        body
     }
 
     /// The value of the sample `name` (with its labels, as written: `a_total{x="y"}`) in the
@@ -194,6 +180,34 @@ impl Sidecar {
         let text = self.admin_get("/metrics").await;
         metric(&text, name).unwrap_or_else(|| panic!("{}: no {name} in\n{text}", self.name))
     }
+}
+
+/// `GET path` on `addr` (HTTP/1.1, one request per connection): the status code and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .await
+        .expect("read the response");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("GET {path} on {addr}: not an HTTP response: {response:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("GET {path} on {addr}: no status in {head:?}"));
+    (status, body.to_owned())
 }
 
 /// The value of the sample `name` (labels included, as written) in Prometheus text.
