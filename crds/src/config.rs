@@ -177,6 +177,14 @@ pub struct DeliveryConfig {
     /// Fixed dead-letter topic; `None` means `<source topic>-dlq` per source topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_topic: Option<String>,
+    /// Crashes a record may be in flight for before it is dead-lettered; 0 = never. A config
+    /// without it (an older operator) gets the resource's default.
+    #[serde(default = "default_max_crashes")]
+    pub max_crashes: u32,
+}
+
+fn default_max_crashes() -> u32 {
+    3
 }
 
 impl DeliveryConfig {
@@ -635,6 +643,7 @@ impl SidecarConfig {
                 },
                 on_exhausted: d.on_exhausted,
                 dead_letter_topic: d.dead_letter.as_ref().and_then(|dl| dl.topic.clone()),
+                max_crashes: u32::try_from(d.max_crashes).unwrap_or(0),
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([0, 0, 0, 0], admin_port)),

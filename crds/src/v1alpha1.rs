@@ -546,6 +546,13 @@ pub struct DeliverySpec {
     /// Dead-letter topic settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetterSpec>,
+
+    /// A record that was in flight during this many consecutive crashes of the sidecar (default
+    /// 3) is dead-lettered, with `kcp-dlq-reason: crash loop: ...`, instead of taking every replica
+    /// down in turn. `0` turns it off. Counted in the commit's metadata, so it holds across pods.
+    #[serde(default = "default_max_crashes")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_crashes: i32,
 }
 
 /// Delivery order.
@@ -772,6 +779,9 @@ pub fn default_unready_timeout() -> Duration {
 fn default_max_in_flight() -> i32 {
     16
 }
+fn default_max_crashes() -> i32 {
+    3
+}
 fn default_commit_interval() -> Duration {
     Duration::from_secs(1)
 }
@@ -814,6 +824,7 @@ impl Default for DeliverySpec {
             retry: RetrySpec::default(),
             on_exhausted: OnExhausted::default(),
             dead_letter: None,
+            max_crashes: default_max_crashes(),
         }
     }
 }

@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 
 use crate::{
     consumer::tps_of,
-    offsets::{NextOffset, OffsetTracker, Since},
+    offsets::{NextOffset, OffsetTracker, Since, ToCommit},
     record::Tp,
     stats::Stats,
 };
@@ -49,19 +49,32 @@ pub enum CommitError {
 /// revoke or a shutdown past its deadline and stop the poll loop (liveness fails).
 pub const SYNC_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn list(offsets: &[(Tp, NextOffset)]) -> TopicPartitionList {
+/// The commit's partition list: each offset with what it carries in its metadata
+/// (`progress.rs`), within the length the broker took last (`Stats::metadata_max_len`). What
+/// does not fit is left out (counted): those records are delivered again, never skipped.
+fn list(offsets: &[ToCommit<Tp>], stats: &Stats) -> TopicPartitionList {
+    let max_len = stats.metadata_max_len();
     let mut tpl = TopicPartitionList::with_capacity(offsets.len());
-    for (tp, next) in offsets {
-        tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(next.get()))
+    for c in offsets {
+        tpl.add_partition_offset(&c.key.topic, c.key.partition, Offset::Offset(c.next.get()))
             .expect("invariant: a non-negative offset is always accepted");
+        let (metadata, overflow) = c.progress.encode(max_len);
+        if overflow.records_dropped > 0 {
+            stats.metadata_overflow(overflow.records_dropped);
+        }
+        if !metadata.is_empty()
+            && let Some(mut e) = tpl.find_partition(&c.key.topic, c.key.partition)
+        {
+            e.set_metadata(metadata);
+        }
     }
     tpl
 }
 
-fn describe(offsets: &[(Tp, NextOffset)]) -> String {
+fn describe(offsets: &[ToCommit<Tp>]) -> String {
     offsets
         .iter()
-        .map(|(tp, n)| format!("{tp}@{n}"))
+        .map(|c| format!("{}@{}", c.key, c.next))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -70,11 +83,25 @@ fn pending(
     tracker: &Mutex<OffsetTracker<Tp>>,
     only: Option<&[Tp]>,
     since: Since,
-) -> Vec<(Tp, NextOffset)> {
+    clean: bool,
+) -> Vec<ToCommit<Tp>> {
     tracker
         .lock()
         .expect("invariant: tracker lock never poisoned")
-        .to_commit(only, since)
+        .to_commit(only, since, clean)
+}
+
+/// A broker that stores less metadata than we sent refuses the whole commit: send less from
+/// then on (half, down to none), so a commit never stalls on it.
+fn refused_metadata(source: &KafkaError, stats: &Stats) {
+    if source.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::OffsetMetadataTooLarge)
+    {
+        let now = stats.shrink_metadata_max_len();
+        warn!(
+            max_len = now,
+            "The broker refused the commit's metadata as too large; sending at most max_len bytes from now on (records finished above the committed offset may be delivered again after a handover)"
+        );
+    }
 }
 
 /// Commits what moved since the last commit, without waiting: the periodic commit
@@ -87,21 +114,21 @@ pub fn commit_async<C: ConsumerContext>(
     stats: &Stats,
     since: Since,
 ) {
-    let offsets = pending(tracker, None, since);
+    let offsets = pending(tracker, None, since, false);
     if offsets.is_empty() {
         return;
     }
-    debug!(offsets = %describe(&offsets), "Committing");
-    match consumer.commit(&list(&offsets), CommitMode::Async) {
+    debug!(offsets = %describe(&offsets), progress = ?offsets.iter().map(|c| &c.progress).collect::<Vec<_>>(), "Committing");
+    match consumer.commit(&list(&offsets, stats), CommitMode::Async) {
         Ok(()) => {
-            // librdkafka does not report the outcome of a manual asynchronous commit to the
-            // application; a lost one is re-sent by the synchronous commit at revoke/shutdown.
+            // The answer comes to `commit_done`; a lost one is re-sent by the synchronous
+            // commit at revoke/shutdown.
             let mut t = tracker
                 .lock()
                 .expect("invariant: tracker lock never poisoned");
-            for (tp, next) in &offsets {
-                t.requested(tp, *next);
-                stats.set_commit_requested(tp, next.get());
+            for c in &offsets {
+                t.requested(c);
+                stats.set_commit_requested(&c.key, c.next.get());
             }
         }
         Err(e) => {
@@ -112,17 +139,19 @@ pub fn commit_async<C: ConsumerContext>(
 }
 
 /// Commits what moved for `only` (all partitions when `None`) and waits for Kafka's answer.
+/// `clean`: a graceful handover (revoke, shutdown) after the drain, see `offsets/carry.rs`.
 pub fn commit_sync<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     tracker: &Mutex<OffsetTracker<Tp>>,
     only: Option<&[Tp]>,
     stats: &Stats,
+    clean: bool,
 ) -> Result<usize, CommitError> {
-    let offsets = pending(tracker, only, Since::Acknowledged);
+    let offsets = pending(tracker, only, Since::Acknowledged, clean);
     if offsets.is_empty() {
         return Ok(0);
     }
-    match consumer.commit(&list(&offsets), CommitMode::Sync) {
+    match consumer.commit(&list(&offsets, stats), CommitMode::Sync) {
         Ok(()) => {
             debug!(offsets = %describe(&offsets), "Committed");
             record(tracker, stats, &offsets);
@@ -130,6 +159,7 @@ pub fn commit_sync<C: ConsumerContext>(
         }
         Err(source) => {
             Stats::incr(&stats.commit_failures);
+            refused_metadata(&source, stats);
             Err(CommitError::Commit {
                 offsets: describe(&offsets),
                 source,
@@ -147,8 +177,9 @@ pub fn commit_sync_within<C: ConsumerContext + 'static>(
     only: Option<&[Tp]>,
     stats: &Arc<Stats>,
     timeout: Duration,
+    clean: bool,
 ) -> Result<usize, CommitError> {
-    let offsets = pending(tracker, only, Since::Acknowledged);
+    let offsets = pending(tracker, only, Since::Acknowledged, clean);
     if offsets.is_empty() {
         return Ok(0);
     }
@@ -162,7 +193,10 @@ pub fn commit_sync_within<C: ConsumerContext + 'static>(
     let spawned = std::thread::Builder::new()
         .name("kcp-commit".into())
         .spawn(move || {
-            let result = c.commit(&list(&o), CommitMode::Sync);
+            let result = c.commit(&list(&o, &s), CommitMode::Sync);
+            // Released before the answer is sent: the shutdown closes the consumer right after
+            // it, and only the last handle leaves the group.
+            drop(c);
             if result.is_ok() {
                 record(&t, &s, &o);
             }
@@ -171,7 +205,7 @@ pub fn commit_sync_within<C: ConsumerContext + 'static>(
         });
     if let Err(e) = spawned {
         warn!(error = %e, "Could not start a commit thread; committing on this one, unbounded");
-        return commit_sync(consumer.as_ref(), tracker, only, stats);
+        return commit_sync(consumer.as_ref(), tracker, only, stats, clean);
     }
     match rx.recv_timeout(timeout) {
         Ok(Ok(())) => {
@@ -180,6 +214,7 @@ pub fn commit_sync_within<C: ConsumerContext + 'static>(
         }
         Ok(Err(source)) => {
             Stats::incr(&stats.commit_failures);
+            refused_metadata(&source, stats);
             Err(CommitError::Commit {
                 offsets: describe(&offsets),
                 source,
@@ -195,14 +230,14 @@ pub fn commit_sync_within<C: ConsumerContext + 'static>(
     }
 }
 
-fn record(tracker: &Mutex<OffsetTracker<Tp>>, stats: &Stats, offsets: &[(Tp, NextOffset)]) {
+fn record(tracker: &Mutex<OffsetTracker<Tp>>, stats: &Stats, offsets: &[ToCommit<Tp>]) {
     Stats::incr(&stats.commits);
     let mut t = tracker
         .lock()
         .expect("invariant: tracker lock never poisoned");
-    for (tp, next) in offsets {
-        t.committed(tp, *next);
-        stats.set_committed(tp, next.get());
+    for c in offsets {
+        t.committed(&c.key, c.next, Some(&c.progress));
+        stats.set_committed(&c.key, c.next.get());
     }
 }
 
@@ -225,7 +260,15 @@ pub fn commit_done(
                 })
                 .collect();
             if !acked.is_empty() {
-                record(tracker, stats, &acked);
+                Stats::incr(&stats.commits);
+                let mut t = tracker
+                    .lock()
+                    .expect("invariant: tracker lock never poisoned");
+                for (tp, next) in &acked {
+                    // The answer names the offset; the tracker knows what the request carried.
+                    t.committed(tp, *next, None);
+                    stats.set_committed(tp, next.get());
+                }
             }
         }
         // Nothing to commit is not a failure.
@@ -233,6 +276,7 @@ pub fn commit_done(
         Err(e) => {
             Stats::incr(&stats.commit_failures);
             warn!(error = %e, "Commit failed; retrying at the next interval");
+            refused_metadata(e, stats);
             let mut t = tracker
                 .lock()
                 .expect("invariant: tracker lock never poisoned");

@@ -7,7 +7,11 @@
 //! [`RebalanceHandler`], which blocks the poll thread until revoked partitions are drained and
 //! committed; librdkafka acknowledges the revocation only when the handler returns.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use kcp_crds::{
     SidecarConfig,
@@ -24,6 +28,7 @@ use rdkafka::{
 use tracing::{debug, info, warn};
 
 use crate::{
+    progress::Progress,
     record::Tp,
     reset::{self, Resets},
     stats::Stats,
@@ -167,13 +172,23 @@ pub fn consumer_config(
 
 /// What the pipeline does when the group changes; called on the poll thread.
 pub trait RebalanceHandler: Send + Sync + 'static {
-    /// Partitions were assigned; called before librdkafka starts fetching them.
-    fn assigned(&self, consumer: &BaseConsumer<ConsumerCtx>, tps: &[Tp]);
+    /// Partitions were assigned; called before librdkafka starts fetching them. `inherited`:
+    /// what the group's last commit of each said above its offset (`progress.rs`), when it
+    /// could be read and parsed.
+    fn assigned(
+        &self,
+        consumer: &BaseConsumer<ConsumerCtx>,
+        tps: &[Tp],
+        inherited: HashMap<Tp, Progress>,
+    );
     /// Partitions are being revoked (or were lost); must return only once they are drained and
     /// their offsets committed (or `drainTimeout` passed).
     fn revoking(&self, consumer: &BaseConsumer<ConsumerCtx>, tps: &[Tp], lost: bool);
     /// Kafka answered an asynchronous commit.
     fn commit_done(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList);
+    /// Whether the consumer is being closed (its last handle is being dropped): an assignment
+    /// then is revoked again before anything is read, and nothing may wait on Kafka.
+    fn closing(&self) -> bool;
 }
 
 /// The consumer's context: routes librdkafka callbacks to tracing, [`Stats`] and the handler.
@@ -184,6 +199,9 @@ pub struct ConsumerCtx {
     pub initial_offset: InitialOffset,
     /// Out-of-range resets read from librdkafka's log, for the poll loop to report.
     pub resets: Arc<Resets>,
+    /// What the committed metadata of the partitions being assigned said, read in `rebalance`
+    /// and handed to the handler in `pre_rebalance`.
+    pub inherited: Mutex<HashMap<Tp, Progress>>,
 }
 
 /// How long reading the group's committed offsets at assignment may take.
@@ -244,8 +262,14 @@ impl ConsumerContext for ConsumerCtx {
         tpl: &mut TopicPartitionList,
     ) {
         let assign = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
-        if assign && self.initial_offset == InitialOffset::Latest {
-            self.set_start_offsets(consumer, tpl);
+        // While closing, an assignment is revoked again at once: reading the committed offsets
+        // would hold the close for their whole timeout (the group is being left).
+        if assign && !self.handler.closing() {
+            let inherited = self.read_committed(consumer, tpl);
+            *self
+                .inherited
+                .lock()
+                .expect("invariant: inherited lock never poisoned") = inherited;
         }
         let rebalance = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
@@ -278,7 +302,13 @@ impl ConsumerContext for ConsumerCtx {
             Rebalance::Assign(tpl) => {
                 let tps = tps_of(tpl);
                 info!(partitions = ?tps.iter().map(Tp::to_string).collect::<Vec<_>>(), "Partitions assigned");
-                self.handler.assigned(consumer, &tps);
+                let inherited = std::mem::take(
+                    &mut *self
+                        .inherited
+                        .lock()
+                        .expect("invariant: inherited lock never poisoned"),
+                );
+                self.handler.assigned(consumer, &tps, inherited);
                 self.stats
                     .joined
                     .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -307,17 +337,53 @@ impl ConsumerContext for ConsumerCtx {
 }
 
 impl ConsumerCtx {
-    /// Sets the partitions of `tpl` the group never committed on to start at the end
-    /// (`initialOffset: latest`). When the committed offsets cannot be read, leaves them to
-    /// librdkafka, which starts them at the earliest record: a duplicate, never a skip.
-    fn set_start_offsets(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+    /// Reads the group's committed offsets of the partitions being assigned: sets those never
+    /// committed on to start at the end (`initialOffset: latest`), and returns what each
+    /// commit's metadata says above its offset (`progress.rs`; another client's or a corrupt
+    /// string says nothing). When they cannot be read, librdkafka starts uncommitted partitions
+    /// at the earliest record and nothing is known above the offsets: a duplicate, never a skip.
+    fn read_committed(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) -> HashMap<Tp, Progress> {
         let committed = match consumer.committed_offsets(tpl.clone(), COMMITTED_TIMEOUT) {
             Ok(list) => list,
             Err(e) => {
-                warn!(error = %e, "Could not read the committed offsets; partitions without one start at the earliest record");
-                return;
+                warn!(error = %e, "Could not read the committed offsets; partitions without one start at the earliest record, and finished records above them may be delivered again");
+                return HashMap::new();
             }
         };
+        let mut inherited = HashMap::new();
+        for e in committed.elements() {
+            let Offset::Offset(at) = e.offset() else {
+                continue;
+            };
+            // rdkafka panics on metadata that is not UTF-8 (another client's bytes): no claim.
+            let text =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.metadata().to_owned()))
+                    .unwrap_or_default();
+            let tp = Tp::new(e.topic(), e.partition());
+            match Progress::decode(&text, at) {
+                Some(p) => {
+                    debug!(%tp, committed = at, highest = p.highest, unfinished = p.unfinished.len(), clean = p.clean, "Committed progress read");
+                    inherited.insert(tp, p);
+                }
+                None if !text.is_empty() => {
+                    debug!(%tp, "Committed metadata not ours; records above the offset are delivered again")
+                }
+                None => {}
+            }
+        }
+        if self.initial_offset == InitialOffset::Latest {
+            self.set_start_offsets(&committed, tpl);
+        }
+        inherited
+    }
+
+    /// Sets the partitions of `tpl` the group never committed on (per `committed`) to start at
+    /// the end (`initialOffset: latest`).
+    fn set_start_offsets(&self, committed: &TopicPartitionList, tpl: &mut TopicPartitionList) {
         let known: Vec<(Tp, Option<i64>)> = committed
             .elements()
             .iter()

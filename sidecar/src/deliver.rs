@@ -51,6 +51,8 @@ pub struct Deliverer {
     pub dead_letter: DeadLetter,
     pub backoff: Backoff,
     pub max_attempts: u32,
+    /// `delivery.maxCrashes`: crashes a record may be in flight for; 0 = no limit.
+    pub max_crashes: u32,
     pub on_exhausted: OnExhausted,
     pub guarantee: Guarantee,
     pub permits: Arc<Semaphore>,
@@ -74,6 +76,7 @@ impl Deliverer {
             dead_letter,
             backoff: Backoff::from_config(&d.retry),
             max_attempts: d.retry.max_attempts,
+            max_crashes: d.max_crashes,
             on_exhausted: d.on_exhausted,
             guarantee: d.guarantee,
             permits: Arc::new(Semaphore::new(d.max_in_flight.max(1) as usize)),
@@ -109,6 +112,30 @@ impl Deliverer {
         self.finish(job, end);
     }
 
+    fn mark_in_flight(&self, job: &Job, in_flight: bool) {
+        let r = &job.record;
+        self.tracker
+            .lock()
+            .expect("invariant: tracker lock never poisoned")
+            .in_flight(&r.tp, job.epoch, r.offset, in_flight);
+    }
+
+    /// Lets the tracker carry the record's attempts in the next commit, so a new owner goes on
+    /// counting (`offsets/carry.rs`).
+    fn note_attempts(&self, job: &Job, failures: &Option<FailureLog>) {
+        let Some(f) = failures else { return };
+        let first_ms = f
+            .first_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let r = &job.record;
+        self.tracker
+            .lock()
+            .expect("invariant: tracker lock never poisoned")
+            .attempted(&r.tp, job.epoch, r.offset, f.attempts, first_ms);
+    }
+
     /// Counts how `job` ended and marks it finished unless it was abandoned.
     fn finish(&self, job: &Job, end: End) {
         match end {
@@ -131,10 +158,28 @@ impl Deliverer {
     async fn drive(&self, job: &Job) -> End {
         let record = &job.record;
         let p = &job.partition;
-        let mut attempts: u32 = 0;
+        // Attempts made before a rebalance or a crash count (`offsets/carry.rs`).
+        let mut attempts: u32 = job.prior.attempts;
         let mut down_waits: u32 = 0;
-        let mut failures: Option<FailureLog> = None;
+        let mut failures: Option<FailureLog> = prior_failures(&job.prior);
         let mut blocked_logged = false;
+        if self.max_crashes > 0 && job.prior.crashes >= self.max_crashes {
+            let reason = format!(
+                "crash loop: in flight during {} consecutive crashes of the sidecar (delivery.maxCrashes {})",
+                job.prior.crashes, self.max_crashes
+            );
+            error!(coordinates = %record.coordinates(), crashes = job.prior.crashes,
+                "Record was in flight during every recent crash of the sidecar; dead-lettering it instead of crashing again");
+            Stats::incr(&self.stats.crash_looped);
+            let now = SystemTime::now();
+            let failures = failures.or(Some(FailureLog {
+                attempts,
+                last: LastFailure::Error(reason.clone()),
+                first_at: now,
+                last_at: now,
+            }));
+            return self.dead_letter(job, &failures, &reason).await;
+        }
         loop {
             let Some(outcome) = self.attempt(job, attempts + 1).await else {
                 return End::Abandoned;
@@ -170,12 +215,14 @@ impl Deliverer {
                 Decision::DeadLetter { reason } => {
                     attempts += 1;
                     FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
+                    self.note_attempts(job, &failures);
                     return self.dead_letter(job, &failures, &reason).await;
                 }
                 Decision::Reject { reason } => {
                     attempts += 1;
                     down_waits = 0;
                     FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
+                    self.note_attempts(job, &failures);
                     match self
                         .exhausted(job, &failures, &reason, &mut blocked_logged)
                         .await
@@ -188,6 +235,7 @@ impl Deliverer {
                     attempts += 1;
                     down_waits = 0;
                     FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
+                    self.note_attempts(job, &failures);
                     // At most once: the app may have received this request (it answered, or
                     // did not answer in time), so it is never sent again. A refused connection
                     // is `AppDown` above: never delivered, so waiting for the app is safe.
@@ -238,12 +286,15 @@ impl Deliverer {
             permit = self.permits.acquire() => permit.expect("invariant: the permit semaphore is never closed"),
         };
         let _in_flight = InFlight::start(&self.stats);
+        // Commits meanwhile list it as in flight: a crash now counts against it (`carry.rs`).
+        self.mark_in_flight(job, true);
         let started = std::time::Instant::now();
         let outcome = tokio::select! {
             biased;
             _ = p.abort.cancelled() => None,
             o = self.forwarder.attempt(&job.record, attempt) => Some(o),
         };
+        self.mark_in_flight(job, false);
         if outcome.is_some() {
             self.stats.metrics.attempt_took(started.elapsed());
         }
@@ -311,6 +362,22 @@ impl Deliverer {
             }
         }
     }
+}
+
+/// The failure history carried over from before a handover, if the record had failed.
+fn prior_failures(prior: &crate::progress::RecordState) -> Option<FailureLog> {
+    if prior.attempts == 0 {
+        return None;
+    }
+    let first = prior.first_failure_ms.map_or_else(SystemTime::now, |ms| {
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
+    });
+    Some(FailureLog {
+        attempts: prior.attempts,
+        last: LastFailure::Error("failed before a rebalance or restart".into()),
+        first_at: first,
+        last_at: first,
+    })
 }
 
 /// Counts one request in `Stats::in_flight` while it lives, however the request ends (a panic

@@ -190,6 +190,9 @@ pub struct Job {
     /// The epoch its completion is reported in: the partition's, unless the partition's log
     /// moved backwards since it was assigned (`OffsetTracker::dispatched`).
     pub epoch: Epoch,
+    /// What earlier owners or assignments recorded of it: failed attempts so far, crashes it
+    /// was in flight for (`offsets/carry.rs`).
+    pub prior: crate::progress::RecordState,
     size: usize,
     /// Counted as parked rather than working (see the module docs).
     parked: AtomicBool,
@@ -203,6 +206,7 @@ impl Job {
         Self {
             record,
             epoch: partition.epoch,
+            prior: Default::default(),
             partition,
             size,
             parked: AtomicBool::new(false),
@@ -227,6 +231,12 @@ impl Job {
     /// The same job, reported in `epoch` (the one the tracker gave its offset).
     pub fn in_epoch(mut self, epoch: Epoch) -> Self {
         self.epoch = epoch;
+        self
+    }
+
+    /// The same job, continuing from what was recorded of it before.
+    pub fn with_prior(mut self, prior: crate::progress::RecordState) -> Self {
+        self.prior = prior;
         self
     }
 }

@@ -22,6 +22,7 @@ pub mod gate;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod progress;
 pub mod record;
 pub mod reset;
 pub mod retry;

@@ -224,6 +224,24 @@ impl Collector for StatsCollector {
         )?;
         counter(
             &mut e,
+            "finished_records_skipped",
+            "Records not delivered again because a previous owner of their partition had finished them (its commit said so)",
+            s.finished_skipped,
+        )?;
+        counter(
+            &mut e,
+            "commit_metadata_overflows",
+            "Commits whose metadata could not list every record unfinished above the committed offset; records finished above those left out may be delivered again after a handover",
+            s.metadata_overflows,
+        )?;
+        counter(
+            &mut e,
+            "crash_loop_dead_letters",
+            "Records dead-lettered because they were in flight during delivery.maxCrashes consecutive crashes of the sidecar",
+            s.crash_looped,
+        )?;
+        counter(
+            &mut e,
             "rebalances",
             "Rebalance events (assign or revoke)",
             s.rebalances,

@@ -10,10 +10,15 @@
 //! `offset + 1` exists. The "+1" lives in one place, [`NextOffset::after`].
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
     hash::Hash,
 };
+
+use crate::progress::{Progress, RecordState};
+
+mod carry;
+pub use carry::ToCommit;
 
 /// The offset a consumer resumes from: what Kafka stores as a group's committed offset.
 ///
@@ -65,6 +70,9 @@ pub enum Since {
 pub enum Dispatched {
     /// Now tracked as unfinished: deliver it, and report its completion with this epoch.
     Tracked(Epoch),
+    /// The previous owner finished it (its commit said so, `progress`): counted as finished,
+    /// not delivered again.
+    AlreadyFinished,
     /// The same offset is already unfinished (a re-fetch): do not deliver it twice.
     AlreadyUnfinished,
     /// The partition is not assigned: drop the record.
@@ -78,6 +86,13 @@ struct PartitionOffsets {
     highest: Option<i64>,
     committed: Option<NextOffset>,
     requested: Option<NextOffset>,
+    /// What the last acknowledged / requested commit said above its offset (`carry.rs`).
+    committed_progress: Option<Progress>,
+    requested_progress: Option<Progress>,
+    /// Retry state and crash counts of unfinished records (`carry.rs`).
+    states: BTreeMap<i64, RecordState>,
+    /// What the group's committed metadata said when the partition was assigned.
+    inherited: Option<Progress>,
 }
 
 impl PartitionOffsets {
@@ -112,6 +127,13 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
 
     /// Starts tracking `key` afresh (forgetting any earlier state) and returns its epoch.
     pub fn assign(&mut self, key: K) -> Epoch {
+        self.assign_with(key, None)
+    }
+
+    /// [`OffsetTracker::assign`], knowing what the group's last commit said above its offset:
+    /// records it lists as finished are not delivered again, and the state of its unfinished
+    /// ones carries on (`carry.rs`).
+    pub fn assign_with(&mut self, key: K, inherited: Option<Progress>) -> Epoch {
         self.next_epoch += 1;
         let epoch = Epoch(self.next_epoch);
         self.partitions.insert(
@@ -122,6 +144,10 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
                 highest: None,
                 committed: None,
                 requested: None,
+                committed_progress: None,
+                requested_progress: None,
+                states: BTreeMap::new(),
+                inherited: inherited.map(carry::after_handover),
             },
         );
         epoch
@@ -156,14 +182,26 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
             self.next_epoch += 1;
             p.epoch = Epoch(self.next_epoch);
             p.unfinished.clear();
+            p.states.clear();
             p.highest = None;
             // The group's committed offset is in the old log; the next commit must be sent
-            // even if it is lower.
+            // even if it is lower. What the old commit said of the old log means nothing now.
             p.committed = None;
             p.requested = None;
+            p.committed_progress = None;
+            p.requested_progress = None;
+            p.inherited = None;
+        }
+        p.highest = Some(p.highest.map_or(offset, |h| h.max(offset)));
+        if let Some(inherited) = &p.inherited {
+            if inherited.is_finished(offset) {
+                return Dispatched::AlreadyFinished;
+            }
+            if let Some(state) = inherited.state(offset) {
+                p.states.insert(offset, state);
+            }
         }
         p.unfinished.insert(offset);
-        p.highest = Some(p.highest.map_or(offset, |h| h.max(offset)));
         Dispatched::Tracked(p.epoch)
     }
 
@@ -171,7 +209,10 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
     /// it was not unfinished in this epoch (stale completion), which changes nothing.
     pub fn finished(&mut self, key: &K, epoch: Epoch, offset: i64) -> bool {
         match self.partitions.get_mut(key) {
-            Some(p) if p.epoch == epoch => p.unfinished.remove(&offset),
+            Some(p) if p.epoch == epoch => {
+                p.states.remove(&offset);
+                p.unfinished.remove(&offset)
+            }
             _ => false,
         }
     }
@@ -186,47 +227,6 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
     /// How many records of `key` are unfinished.
     pub fn unfinished(&self, key: &K) -> usize {
         self.partitions.get(key).map_or(0, |p| p.unfinished.len())
-    }
-
-    /// Partitions whose committable offset moved past the last commit Kafka acknowledged (or,
-    /// with [`Since::Requested`], past the last commit requested), with that offset. `only`
-    /// restricts the answer to some partitions.
-    pub fn to_commit(&self, only: Option<&[K]>, since: Since) -> Vec<(K, NextOffset)> {
-        let wanted = |k: &K| only.is_none_or(|keys| keys.contains(k));
-        self.partitions
-            .iter()
-            .filter(|(k, _)| wanted(k))
-            .filter_map(|(k, p)| {
-                let next = p.committable()?;
-                let last = match since {
-                    Since::Acknowledged => p.committed,
-                    Since::Requested => p.committed.max(p.requested),
-                };
-                (last.is_none_or(|c| next > c)).then(|| (k.clone(), next))
-            })
-            .collect()
-    }
-
-    /// Records that a commit of `next` for `key` was sent without waiting for the answer.
-    pub fn requested(&mut self, key: &K, next: NextOffset) {
-        if let Some(p) = self.partitions.get_mut(key) {
-            p.requested = Some(p.requested.map_or(next, |c| c.max(next)));
-        }
-    }
-
-    /// Records that Kafka refused an asynchronous commit for `key`: the next periodic commit
-    /// sends what is not acknowledged again, even if nothing finished since.
-    pub fn request_failed(&mut self, key: &K) {
-        if let Some(p) = self.partitions.get_mut(key) {
-            p.requested = None;
-        }
-    }
-
-    /// Records that Kafka acknowledged a commit of `next` for `key`.
-    pub fn committed(&mut self, key: &K, next: NextOffset) {
-        if let Some(p) = self.partitions.get_mut(key) {
-            p.committed = Some(p.committed.map_or(next, |c| c.max(next)));
-        }
     }
 
     /// The last acknowledged commit of `key`.

@@ -47,6 +47,17 @@ pub struct Stats {
     pub commit_failures: AtomicU64,
     /// Partitions whose position was out of range and resumed at the earliest retained record.
     pub offset_resets: AtomicU64,
+    /// Records not delivered because a previous owner of their partition had finished them
+    /// (its commit's metadata said so; `offsets/carry.rs`).
+    pub finished_skipped: AtomicU64,
+    /// Commits whose metadata could not list every unfinished record (`progress.rs`), and the
+    /// records left out (they may be delivered again after a handover).
+    pub metadata_overflows: AtomicU64,
+    pub metadata_records_dropped: AtomicU64,
+    /// Most bytes of commit metadata the broker takes (lowered when it refuses more).
+    metadata_max_len: std::sync::atomic::AtomicUsize,
+    /// Records dead-lettered because they were in flight during `delivery.maxCrashes` crashes.
+    pub crash_looped: AtomicU64,
     /// Rebalance events (assign or revoke) seen.
     pub rebalances: AtomicU64,
     /// Times the poll loop stopped taking records because a buffer (one partition's, or all
@@ -108,6 +119,11 @@ impl Default for Stats {
             commits: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
             offset_resets: AtomicU64::new(0),
+            finished_skipped: AtomicU64::new(0),
+            metadata_overflows: AtomicU64::new(0),
+            metadata_records_dropped: AtomicU64::new(0),
+            metadata_max_len: std::sync::atomic::AtomicUsize::new(crate::progress::DEFAULT_MAX_LEN),
+            crash_looped: AtomicU64::new(0),
             rebalances: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
             buffered_records: AtomicU64::new(0),
@@ -253,6 +269,9 @@ pub struct StatsSnapshot {
     pub commits: u64,
     pub commit_failures: u64,
     pub offset_resets: u64,
+    pub finished_skipped: u64,
+    pub metadata_overflows: u64,
+    pub crash_looped: u64,
     pub rebalances: u64,
     pub pauses: u64,
     pub buffered_records: u64,
@@ -406,6 +425,27 @@ impl Stats {
         }
     }
 
+    /// Most bytes of commit metadata to send.
+    pub fn metadata_max_len(&self) -> usize {
+        self.metadata_max_len.load(Relaxed)
+    }
+
+    /// The broker refused the metadata as too large: halve what is sent (down to none, which
+    /// every broker takes). Returns the new limit.
+    pub fn shrink_metadata_max_len(&self) -> usize {
+        let now = self.metadata_max_len() / 2;
+        let now = if now < 64 { 0 } else { now };
+        self.metadata_max_len.store(now, Relaxed);
+        now
+    }
+
+    /// A commit's metadata left out `dropped` unfinished records.
+    pub fn metadata_overflow(&self, dropped: usize) {
+        Self::incr(&self.metadata_overflows);
+        self.metadata_records_dropped
+            .fetch_add(dropped as u64, Relaxed);
+    }
+
     pub fn set_committed(&self, tp: &Tp, offset: i64) {
         if let Some(p) = self.lock_partitions().get_mut(tp) {
             p.committed = Some(p.committed.map_or(offset, |c| c.max(offset)));
@@ -456,6 +496,9 @@ impl Stats {
             commits: self.commits.load(Relaxed),
             commit_failures: self.commit_failures.load(Relaxed),
             offset_resets: self.offset_resets.load(Relaxed),
+            finished_skipped: self.finished_skipped.load(Relaxed),
+            metadata_overflows: self.metadata_overflows.load(Relaxed),
+            crash_looped: self.crash_looped.load(Relaxed),
             rebalances: self.rebalances.load(Relaxed),
             pauses: self.pauses.load(Relaxed),
             buffered_records: self.buffered_records.load(Relaxed),
@@ -486,5 +529,29 @@ impl Stats {
             shutdown: self.shutdown.times(),
             partitions,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_metadata_halves_what_is_sent_down_to_none() {
+        let stats = Stats::default();
+        assert_eq!(stats.metadata_max_len(), crate::progress::DEFAULT_MAX_LEN);
+        assert_eq!(stats.shrink_metadata_max_len(), 1900);
+        let mut last = 1900;
+        while last > 0 {
+            let now = stats.shrink_metadata_max_len();
+            assert!(now < last);
+            last = now;
+        }
+        assert_eq!(
+            stats.metadata_max_len(),
+            0,
+            "none at all: every broker takes that"
+        );
+        assert_eq!(stats.shrink_metadata_max_len(), 0);
     }
 }

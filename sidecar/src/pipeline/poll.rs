@@ -64,6 +64,7 @@ pub(super) fn run(
         stats: Arc::clone(&shared.stats),
         initial_offset: shared.initial_offset,
         resets: Arc::clone(&shared.resets),
+        inherited: Default::default(),
     };
     let mut consumer: BaseConsumer<ConsumerCtx> = config
         .create_with_context(ctx)
@@ -395,7 +396,8 @@ fn final_commit(consumer: &Arc<BaseConsumer<ConsumerCtx>>, shared: &Shared, dead
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .clamp(Duration::from_secs(1), commit::SYNC_COMMIT_TIMEOUT);
-        match commit::commit_sync_within(consumer, &shared.tracker, None, &shared.stats, wait) {
+        match commit::commit_sync_within(consumer, &shared.tracker, None, &shared.stats, wait, true)
+        {
             Ok(committed) => {
                 info!(committed, "Committed at shutdown");
                 return;
@@ -441,21 +443,28 @@ fn accept(shared: &Shared, state: &Arc<PartitionState>, message: &BorrowedMessag
                 "Record has Kafka headers whose name is not UTF-8; delivering it without them (kcp-headers-unreadable tells the app; at most one such line per 10s, `suppressed` records since the last)");
         }
     }
-    let epoch = {
+    let (epoch, prior) = {
         let mut tracker = shared
             .tracker
             .lock()
             .expect("invariant: tracker lock never poisoned");
         let epoch = match tracker.dispatched(tp, record.offset) {
             Dispatched::Tracked(epoch) => epoch,
+            Dispatched::AlreadyFinished => {
+                // The previous owner finished it (its commit said so): not sent again.
+                Stats::incr(&shared.stats.finished_skipped);
+                return;
+            }
             Dispatched::AlreadyUnfinished | Dispatched::NotAssigned => return,
         };
         if shared.guarantee == Guarantee::AtMostOnce {
             tracker.finished(tp, epoch, record.offset);
         }
-        epoch
+        (epoch, tracker.state(tp, record.offset).unwrap_or_default())
     };
-    let job = Job::new(record, Arc::clone(state)).in_epoch(epoch);
+    let job = Job::new(record, Arc::clone(state))
+        .in_epoch(epoch)
+        .with_prior(prior);
     if shared.guarantee == Guarantee::AtMostOnce {
         // Sent only once the commit past it is acknowledged (`commit_ahead`).
         shared.lock_ahead().push(job);
@@ -478,6 +487,7 @@ fn commit_ahead(consumer: &Arc<BaseConsumer<ConsumerCtx>>, shared: &Shared) -> b
         None,
         &shared.stats,
         commit::SYNC_COMMIT_TIMEOUT,
+        false,
     ) {
         Ok(_) => {
             let jobs = std::mem::take(&mut *shared.lock_ahead());

@@ -31,7 +31,12 @@ const DRAIN_CHECK: Duration = Duration::from_millis(2);
 const FINISH_STALL: Duration = Duration::from_secs(2);
 
 impl RebalanceHandler for Shared {
-    fn assigned(&self, _consumer: &BaseConsumer<ConsumerCtx>, tps: &[Tp]) {
+    fn assigned(
+        &self,
+        _consumer: &BaseConsumer<ConsumerCtx>,
+        tps: &[Tp],
+        mut inherited: std::collections::HashMap<Tp, crate::progress::Progress>,
+    ) {
         let (consumer, waker) = match self.consumer.get() {
             Some((consumer, waker)) => (consumer.upgrade(), waker.clone()),
             None => (None, Waker::default()),
@@ -48,7 +53,7 @@ impl RebalanceHandler for Shared {
             .lock()
             .expect("invariant: tracker lock never poisoned");
         for tp in tps {
-            let epoch = tracker.assign(tp.clone());
+            let epoch = tracker.assign_with(tp.clone(), inherited.remove(tp));
             let state = Arc::new(PartitionState::with_budget(
                 tp.clone(),
                 epoch,
@@ -144,9 +149,10 @@ impl RebalanceHandler for Shared {
                     Some(tps),
                     &self.stats,
                     commit::SYNC_COMMIT_TIMEOUT,
+                    true,
                 ),
                 // The consumer is being closed: commit on this thread.
-                None => commit::commit_sync(consumer, &self.tracker, Some(tps), &self.stats),
+                None => commit::commit_sync(consumer, &self.tracker, Some(tps), &self.stats, true),
             };
             match result {
                 Ok(committed) => info!(
@@ -165,6 +171,10 @@ impl RebalanceHandler for Shared {
             tracker.revoke(tp);
             self.stats.partition_revoked(tp);
         }
+    }
+
+    fn closing(&self) -> bool {
+        self.consumer.get().and_then(|(c, _)| c.upgrade()).is_none()
     }
 
     fn commit_done(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {

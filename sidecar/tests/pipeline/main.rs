@@ -9,6 +9,7 @@ mod dead_letter_producer;
 mod exhausted;
 mod failures;
 mod faults;
+mod handover;
 mod headers;
 mod lifecycle;
 mod lost;

@@ -12,7 +12,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Row,
+    Overflows, Row,
     broker::{Broker, Msg, dead_letter_coordinates},
     check::{Order, check},
     config, pick, report, rng, settle,
@@ -166,6 +166,9 @@ async fn odd_records_are_forwarded_unchanged_or_dead_lettered() {
         lost: r.lost.len(),
         dup_max: r.max_duplicates_per_record,
         dup_mean: r.duplicates as f64,
+        finished_replayed: r.finished_replayed,
+        inflight_max: r.inflight_max(),
+        overflows: Overflows::NotRead,
         notes: format!(
             "seed {seed}; largest value the broker took: {huge} bytes; dead-lettered {}",
             r.dead_lettered

@@ -22,7 +22,7 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::support::{
-    Row,
+    Overflows, Row,
     broker::{Broker, Msg},
     check::{Order, check},
     config, report, rng, settle,
@@ -241,6 +241,9 @@ async fn a_blocked_key_holds_only_itself_at_ten_times_the_buffer() {
         lost: r.lost.len(),
         dup_max: r.max_duplicates_per_record,
         dup_mean: r.duplicates as f64,
+        finished_replayed: r.finished_replayed,
+        inflight_max: r.inflight_max(),
+        overflows: Overflows::NotRead,
         notes: format!(
             "seed {seed}; {} blocked-key records in partition {blocked_partition} behind \
              offset {first_blocked}; {attempts_while_blocked} attempts at it while blocked; \

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Row,
+    Overflows, Row,
     broker::Broker,
     check::{Order, check},
     config, keyed, pick, report, rng, settle,
@@ -145,6 +145,9 @@ async fn broker_faults_recover_without_restart() {
         lost: r.lost.len(),
         dup_max: r.max_duplicates_per_record,
         dup_mean: r.duplicates as f64 / (rounds * faults.len()) as f64,
+        finished_replayed: r.finished_replayed,
+        inflight_max: r.inflight_max(),
+        overflows: Overflows::NotRead,
         notes: format!(
             "seed {seed}; dead-lettered {}; time to drain after each fault: {}",
             r.dead_lettered,

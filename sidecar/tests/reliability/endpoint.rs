@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::{
-    Row,
+    Overflows, Row,
     broker::Broker,
     check::{Order, check},
     config, keyed, pick, report, rng, settle,
@@ -92,6 +92,9 @@ async fn endpoint_faults_lose_nothing_and_dead_letter_only_refused_records() {
         lost: r.lost.len(),
         dup_max: r.max_duplicates_per_record,
         dup_mean: r.duplicates as f64 / rounds as f64,
+        finished_replayed: r.finished_replayed,
+        inflight_max: r.inflight_max(),
+        overflows: Overflows::NotRead,
         notes: format!(
             "seed {seed}; {} requests; dead-lettered {} (all refused with 422)",
             hits.len(),

@@ -15,7 +15,7 @@ use std::{collections::BTreeMap, time::Duration};
 use rand::Rng;
 
 use crate::support::{
-    Row,
+    Overflows, Row,
     broker::{Broker, Msg, Produced},
     check::{Order, check},
     config, digest, pick, report, rng, settle,
@@ -151,6 +151,9 @@ async fn poison_header_names_are_delivered_and_counted() {
         lost: r.lost.len(),
         dup_max: r.max_duplicates_per_record,
         dup_mean: r.duplicates as f64 / rounds as f64,
+        finished_replayed: r.finished_replayed,
+        inflight_max: r.inflight_max(),
+        overflows: Overflows::NotRead,
         notes: format!(
             "seed {seed}; {} records with {expected} unreadable header names",
             unreadable.len()

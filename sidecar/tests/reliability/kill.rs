@@ -3,20 +3,23 @@
 //! Asserts: every record accepted by the app or dead-lettered (poison records only); after each
 //! restart nothing below the offset committed at the kill is delivered again (so duplicates are
 //! only records in flight or finished-but-uncommitted at the kill); per-key (key mode) or
-//! per-partition (partition mode) order of first deliveries. Reports duplicates per episode.
+//! per-partition (partition mode) order of first deliveries; at most `maxInFlight` records
+//! open at a kill (no response written) accepted again. With `KCP_RELIABILITY_STRICT_REPLAYS=1`, no finished record answered
+//! before the sidecar's last possible commit is delivered again (see [`unsaved_window`]).
+//! Reports duplicates per episode, split into finished replays and in-flight duplicates.
 
 use std::{collections::HashSet, time::Duration};
 
 use rand::Rng;
 
 use crate::support::{
-    Row,
+    Overflows, Row,
     broker::Broker,
-    check::{Order, check},
+    check::{KILL_SLACK, Order, Replay, check_after_kills},
     config, keyed, pick, report, rng, settle,
     sidecar::Sidecar,
     sink::{Action, Sink, behaviour},
-    unique,
+    strict_replays, unique,
 };
 
 const PARTITIONS: i32 = 3;
@@ -56,6 +59,7 @@ async fn kill_episodes(ordering: &str, order: Order) {
     let mut kills = Vec::new();
     let mut restarted = std::time::Instant::now();
     let mut restart_to_delivery = Vec::new();
+    let mut overflows = Overflows::default();
     for e in 0..episodes {
         sink.set_epoch(e as u32);
         let msgs = keyed(&mut rng, 24, per_episode, &mut seqs, |s| s % 41 == 7);
@@ -84,6 +88,8 @@ async fn kill_episodes(ordering: &str, order: Order) {
             sidecar.tail()
         );
         sidecar.assert_no_panic();
+        overflows.read(&sidecar).await;
+        sink.note_kill();
         sidecar.kill9();
         produce.await.expect("producer task");
         let committed = broker.committed(&group, &topic, PARTITIONS).await;
@@ -110,6 +116,7 @@ async fn kill_episodes(ordering: &str, order: Order) {
         Duration::from_secs(90),
     )
     .await;
+    overflows.read(&sidecar).await;
     sidecar.stop().await;
     let hits = sink.hits();
     // After each restart nothing under the offsets committed at the kill comes back, so the
@@ -134,10 +141,32 @@ async fn kill_episodes(ordering: &str, order: Order) {
         dup_per_episode.push(dups.len());
     }
     let produced = ledger.lock().expect("ledger lock").clone();
-    let r = check(&produced, &hits, &dead, order);
+    let r = check_after_kills(&produced, &hits, &dead, order, &sink.kills());
     eprintln!("{test}: seed {seed}: {r:?}");
     let max = dup_per_episode.iter().copied().max().unwrap_or(0);
     let mean = dup_per_episode.iter().sum::<usize>() as f64 / episodes as f64;
+    let per_kill = |m: &std::collections::BTreeMap<u32, usize>| -> Vec<usize> {
+        (0..episodes as u32)
+            .map(|e| m.get(&e).copied().unwrap_or(0))
+            .collect()
+    };
+    let inflight = per_kill(&r.inflight_by_epoch);
+    let unanswered = per_kill(&r.unanswered_by_epoch);
+    let finished = per_kill(&r.finished_by_epoch());
+    let window = unsaved_window(&cfg);
+    let (unsaved, saved): (Vec<&Replay>, Vec<&Replay>) = r
+        .finished_replays
+        .iter()
+        .partition(|p| p.before_kill.is_some_and(|d| d < window));
+    let oldest = r
+        .finished_replays
+        .iter()
+        .filter_map(|p| p.before_kill)
+        .max()
+        .unwrap_or_default();
+    let max_in_flight = cfg["delivery"]["maxInFlight"]
+        .as_u64()
+        .expect("maxInFlight in the config") as usize;
     report(&Row {
         class: &test,
         episodes,
@@ -145,9 +174,19 @@ async fn kill_episodes(ordering: &str, order: Order) {
         lost: r.lost.len(),
         dup_max: max,
         dup_mean: mean,
+        finished_replayed: r.finished_replayed,
+        inflight_max: inflight.iter().copied().max().unwrap_or(0),
+        overflows,
         notes: format!(
-            "seed {seed}; dead-lettered {} (all poison); redelivered per episode {dup_per_episode:?}; start-to-first-delivery ms {restart_to_delivery:?}",
-            r.dead_lettered
+            "seed {seed}; dead-lettered {} (all poison); redelivered per episode {dup_per_episode:?}; \
+             finished replays per episode {finished:?} ({} answered in the last {} ms before the \
+             kill, the oldest {} ms before it); in-flight duplicates per episode {inflight:?}, of \
+             which unanswered at the kill {unanswered:?} (maxInFlight {max_in_flight}); \
+             start-to-first-delivery ms {restart_to_delivery:?}",
+            r.dead_lettered,
+            unsaved.len(),
+            window.as_millis(),
+            oldest.as_millis()
         ),
     });
     r.assert_ok(&test);
@@ -155,6 +194,36 @@ async fn kill_episodes(ordering: &str, order: Order) {
         r.dead_lettered > 0,
         "poison records reach the dead-letter topic"
     );
+    // Requests the sidecar had open at a kill: each holds a `maxInFlight` permit. The in-flight
+    // duplicates as a whole are not bounded by it: they also count responses written in the
+    // `KILL_SLACK` before the kill, while the freed permits were already sending more.
+    for (e, n) in unanswered.iter().enumerate() {
+        assert!(
+            *n <= max_in_flight,
+            "episode {e}: {n} records accepted again that were open at the kill, more than maxInFlight {max_in_flight}"
+        );
+    }
+    if strict_replays() {
+        assert!(
+            saved.is_empty(),
+            "{test}: {} finished records answered {window:?} or more before the kill delivered again: {saved:?}",
+            saved.len()
+        );
+    }
+}
+
+/// A record finished this shortly before a `kill -9` may be replayed even when the sidecar
+/// carries finished offsets in its commits: it commits every `commitInterval`, so the last commit
+/// before the kill may have been made (or still been on its way to the broker) before the record
+/// finished. Two intervals (one to the next commit, one for that commit to land) and the slack.
+fn unsaved_window(cfg: &serde_json::Value) -> Duration {
+    let interval = cfg["delivery"]["commitInterval"]
+        .as_str()
+        .and_then(|s| s.strip_suffix("ms"))
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
+        .expect("commitInterval in milliseconds in the config");
+    2 * interval + KILL_SLACK
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

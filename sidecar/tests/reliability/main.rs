@@ -8,6 +8,7 @@
 mod bad_input;
 mod blocked_key;
 mod broker_faults;
+mod crash_loop;
 mod drain_hook;
 mod endpoint;
 mod header_names;

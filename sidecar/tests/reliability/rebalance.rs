@@ -1,12 +1,14 @@
 //! Rebalances during a stream: grow from 1 to 3 sidecars and back, with distinct pod names
-//! (the client id; membership is dynamic either way) or none. Asserts: nothing lost, key order of first deliveries. Reports
-//! the pause each membership change causes (largest gap between arrivals at the sink in the
-//! window after it): a figure, not an assertion.
+//! (the client id; membership is dynamic either way) or none. Asserts: nothing lost, key order of
+//! first deliveries; with `KCP_RELIABILITY_STRICT_REPLAYS=1`, no finished record delivered again
+//! (a revoke finishes what was answered). Reports the pause each membership change causes
+//! (largest gap between arrivals at the sink in the window after it): a figure, not an
+//! assertion. Each change starts an epoch of the sink, so in-flight duplicates are per change.
 
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Row,
+    Overflows, Row,
     broker::Broker,
     check::{Order, check},
     config, keyed, largest_gap, pick, report, rng, settle,
@@ -46,6 +48,12 @@ async fn grow_and_shrink(static_membership: bool) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+    let mut overflows = Overflows::default();
+    let mut epoch = 0;
+    let mut next_epoch = || {
+        epoch += 1;
+        sink.set_epoch(epoch);
+    };
     let mut first = Sidecar::start(&cfg, pod(0).as_deref());
     let deadline = Instant::now() + Duration::from_secs(60);
     while sink.len() == 0 {
@@ -62,6 +70,7 @@ async fn grow_and_shrink(static_membership: bool) {
     for _ in 0..cycles {
         let mut others = Vec::new();
         for i in 1..=2 {
+            next_epoch();
             let t0 = Instant::now();
             others.push(Sidecar::start(&cfg, pod(i).as_deref()));
             tokio::time::sleep(window).await;
@@ -71,7 +80,9 @@ async fn grow_and_shrink(static_membership: bool) {
             ));
         }
         for (i, mut s) in others.into_iter().enumerate().rev() {
+            next_epoch();
             let t0 = Instant::now();
+            overflows.read(&s).await;
             s.stop().await;
             tokio::time::sleep(window).await;
             pauses.push(format!(
@@ -84,6 +95,7 @@ async fn grow_and_shrink(static_membership: bool) {
     produce.await.expect("producer task");
     settle(&broker, &sink, &ledger, None, Duration::from_secs(90)).await;
     assert!(first.is_running(), "{}", first.tail());
+    overflows.read(&first).await;
     first.stop().await;
     let produced = ledger.lock().expect("ledger lock").clone();
     let r = check(&produced, &sink.hits(), &[], Order::Key);
@@ -95,12 +107,39 @@ async fn grow_and_shrink(static_membership: bool) {
         lost: r.lost.len(),
         dup_max: r.max_duplicates_per_record,
         dup_mean: r.duplicates as f64 / (cycles * 4) as f64,
+        finished_replayed: r.finished_replayed,
+        inflight_max: r.inflight_max(),
+        overflows,
         notes: format!(
-            "seed {seed}; largest arrival gap after each change: {}",
-            pauses.join(", ")
+            "seed {seed}; largest arrival gap after each change: {}; finished replays delivered \
+             after each change: {}; in-flight duplicates: {}",
+            pauses.join(", "),
+            per_change(r.finished_replays.iter().map(|p| p.again_epoch)),
+            r.inflight_duplicates
         ),
     });
     r.assert_ok(test);
+    r.assert_no_finished_replays_if_strict(test);
+}
+
+/// `epochs` counted per change: epoch 0 is the baseline window, epoch `i` the window after the
+/// `i`-th membership change (`+1`, `+2`, `-2`, `-1` in each cycle).
+fn per_change(epochs: impl Iterator<Item = u32>) -> String {
+    let mut n = std::collections::BTreeMap::new();
+    for e in epochs {
+        *n.entry(e).or_insert(0usize) += 1;
+    }
+    let name = |e: u32| match e {
+        0 => "baseline".to_owned(),
+        e => ["+1", "+2", "-2", "-1"][(e as usize - 1) % 4].to_owned(),
+    };
+    if n.is_empty() {
+        return "none".to_owned();
+    }
+    n.iter()
+        .map(|(e, c)| format!("{} {c}", name(*e)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use rdkafka::{
 use serde_json::json;
 
 use crate::support::{
-    Row,
+    Overflows, Row,
     broker::{Broker, Msg, Producer},
     check::{Order, check},
     config, report,
@@ -131,6 +131,9 @@ async fn retention_past_the_committed_offset_resumes_at_the_log_start() {
         lost: r.lost.len(),
         dup_max: r.max_duplicates_per_record,
         dup_mean: r.duplicates as f64,
+        finished_replayed: r.finished_replayed,
+        inflight_max: r.inflight_max(),
+        overflows: Overflows::NotRead,
         notes: format!(
             "committed {COMMITTED}, log start {start}: {} records removed by retention \
              before delivery",

@@ -8,7 +8,8 @@
 //! about that rebalance, and a member that does not leave costs `session.timeout.ms` more: the
 //! bound below, 1.5 × the session timeout after the old pod exited, separates the two by seconds
 //! on each side. Reports, per partition, the longest time without a delivery after the SIGTERM,
-//! next to how long the old pod's drain took (SIGTERM to exit): figures, not assertions.
+//! next to how long the old pod's drain took (SIGTERM to exit): figures, not assertions. And
+//! no finished record is delivered again after the move.
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +19,7 @@ use std::{
 use serde_json::json;
 
 use crate::support::{
-    Row,
+    Overflows, Row,
     broker::Broker,
     check::{Order, check},
     config, keyed, report, rng, settle,
@@ -76,6 +77,8 @@ async fn rolling_update_moves_partitions_when_the_old_pod_leaves() {
         &new,
     )
     .await;
+    let mut overflows = Overflows::default();
+    overflows.read(&old).await;
     let term = Instant::now();
     old.term();
     old.wait(Duration::from_secs(60)).await;
@@ -96,6 +99,7 @@ async fn rolling_update_moves_partitions_when_the_old_pod_leaves() {
     stop_producing.cancel();
     produce.await.expect("producer task");
     settle(&broker, &sink, &ledger, None, Duration::from_secs(90)).await;
+    overflows.read(&new).await;
     new.stop().await;
     let produced = ledger.lock().expect("ledger lock").clone();
     let r = check(&produced, &sink.hits(), &[], Order::Key);
@@ -116,9 +120,13 @@ async fn rolling_update_moves_partitions_when_the_old_pod_leaves() {
         lost: r.lost.len(),
         dup_max: r.max_duplicates_per_record,
         dup_mean: r.duplicates as f64,
+        finished_replayed: r.finished_replayed,
+        inflight_max: r.inflight_max(),
+        overflows,
         notes,
     });
     r.assert_ok(test);
+    r.assert_no_finished_replays(test);
 }
 
 /// For each partition, the longest stretch within `[from, to)` without a delivery to the sink.

@@ -4,12 +4,14 @@
 //! SIGTERM is delivered again: shutdown finishes the records already dispatched before it
 //! commits (the commit is the lowest unfinished offset, so a record discarded below finished
 //! ones would make them come back). The weaker key-order test also checks that nothing under the
-//! committed offset comes back, and reports replays (docs/reliability.md).
+//! committed offset comes back, and reports replays (docs/reliability.md). Every extra acceptance
+//! of a record answered before a SIGTERM is a finished replay (the sidecar finished what it
+//! acknowledged before it exited); there must be none.
 
 use std::{collections::HashSet, time::Duration};
 
 use crate::support::{
-    Row,
+    Overflows, Row,
     broker::Broker,
     check::{Order, check},
     config, keyed, pick, report, rng, settle,
@@ -34,6 +36,7 @@ async fn sigterm_under_load(ordering: &str, order: Order, strict: bool) {
     let episodes = pick(2, 10);
     let mut seqs = Vec::new();
     let mut replayed_total = 0;
+    let mut overflows = Overflows::default();
     for e in 0..episodes {
         // One request per partition at a time in partition order: fewer records keep it short.
         let n = if order == Order::Partition { 160 } else { 600 };
@@ -47,6 +50,7 @@ async fn sigterm_under_load(ordering: &str, order: Order, strict: bool) {
             assert!(std::time::Instant::now() < deadline, "{}", sidecar.tail());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        overflows.read(&sidecar).await;
         sidecar.stop().await;
         let committed = broker.committed(&group, &topic, 4).await;
         let accepted: HashSet<(i32, i64)> = sink
@@ -66,6 +70,7 @@ async fn sigterm_under_load(ordering: &str, order: Order, strict: bool) {
         while sink.len() < want && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        overflows.read(&again).await;
         again.stop().await;
         let replayed: Vec<_> = sink
             .hits()
@@ -93,6 +98,7 @@ async fn sigterm_under_load(ordering: &str, order: Order, strict: bool) {
     sink.set_epoch(episodes as u32 + 1);
     let mut last = Sidecar::start(&cfg, None);
     settle(&broker, &sink, &ledger, None, Duration::from_secs(90)).await;
+    overflows.read(&last).await;
     last.stop().await;
     let produced = ledger.lock().expect("ledger lock").clone();
     let r = check(&produced, &sink.hits(), &[], order);
@@ -103,9 +109,16 @@ async fn sigterm_under_load(ordering: &str, order: Order, strict: bool) {
         lost: r.lost.len(),
         dup_max: r.max_duplicates_per_record,
         dup_mean: replayed_total as f64 / episodes as f64,
-        notes: format!("seed {seed}; replayed after restart: {replayed_total}"),
+        finished_replayed: r.finished_replayed,
+        inflight_max: r.inflight_max(),
+        overflows,
+        notes: format!(
+            "seed {seed}; replayed after restart: {replayed_total}; in-flight duplicates: {}",
+            r.inflight_duplicates
+        ),
     });
     r.assert_ok(test);
+    r.assert_no_finished_replays(test);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

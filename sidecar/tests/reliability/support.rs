@@ -28,6 +28,15 @@ pub fn long() -> bool {
     std::env::var(LONG_ENV).is_ok_and(|v| v == "1")
 }
 
+/// Set to `1` to assert that no finished record is delivered again (the kill, SIGTERM, rebalance,
+/// rollout and drain-hook tests). Off until the sidecar carries the offsets finished above the
+/// committed one in its commits.
+pub const STRICT_REPLAYS_ENV: &str = "KCP_RELIABILITY_STRICT_REPLAYS";
+
+pub fn strict_replays() -> bool {
+    std::env::var(STRICT_REPLAYS_ENV).is_ok_and(|v| v == "1")
+}
+
 /// The value of `short` or `long` depending on the mode.
 pub fn pick<T>(short: T, long_: T) -> T {
     if long() { long_ } else { short }
@@ -199,6 +208,44 @@ pub fn largest_gap(hits: &[sink::Hit], from: Instant, to: Instant) -> Duration {
     max.max(to.saturating_duration_since(prev))
 }
 
+/// The sidecar's count of commits whose metadata could not carry all it should (records finished
+/// above the committed offset may then be delivered again).
+pub const OVERFLOWS_METRIC: &str = "kcp_commit_metadata_overflows_total";
+
+/// [`OVERFLOWS_METRIC`] summed over sidecar incarnations, each read right before it is stopped
+/// or killed (an overflow in the shutdown commit itself is not seen).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overflows {
+    /// The test does not read it (`-` in the table).
+    #[default]
+    NotRead,
+    /// No sidecar exposed it (`n/a`).
+    Absent,
+    Counted(u64),
+}
+
+impl Overflows {
+    /// Adds what `sidecar` counted so far.
+    pub async fn read(&mut self, sidecar: &sidecar::Sidecar) {
+        let seen = sidecar.metric_sum(OVERFLOWS_METRIC).await.map(|v| v as u64);
+        *self = match (*self, seen) {
+            (Self::Counted(n), seen) => Self::Counted(n + seen.unwrap_or(0)),
+            (_, Some(v)) => Self::Counted(v),
+            (_, None) => Self::Absent,
+        };
+    }
+}
+
+impl std::fmt::Display for Overflows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotRead => f.write_str("-"),
+            Self::Absent => f.write_str("n/a"),
+            Self::Counted(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 /// One row of the results table: printed, and appended to
 /// `$CARGO_TARGET_TMPDIR/reliability-table.md`.
 pub struct Row<'a> {
@@ -208,13 +255,27 @@ pub struct Row<'a> {
     pub lost: usize,
     pub dup_max: usize,
     pub dup_mean: f64,
+    /// [`check::Report::finished_replayed`]: extra acceptances of finished records.
+    pub finished_replayed: usize,
+    /// [`check::Report::inflight_max`]: the most in-flight duplicates in one episode.
+    pub inflight_max: usize,
+    pub overflows: Overflows,
     pub notes: String,
 }
 
 pub fn report(row: &Row<'_>) {
     let line = format!(
-        "| {} | {} | {} | {} | {} | {:.1} | {} |",
-        row.class, row.episodes, row.records, row.lost, row.dup_max, row.dup_mean, row.notes
+        "| {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |",
+        row.class,
+        row.episodes,
+        row.records,
+        row.lost,
+        row.dup_max,
+        row.dup_mean,
+        row.finished_replayed,
+        row.inflight_max,
+        row.overflows,
+        row.notes
     );
     eprintln!("RELIABILITY {line}");
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability-table.md");

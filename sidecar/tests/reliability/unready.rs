@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Row,
+    Overflows, Row,
     broker::Broker,
     check::{Order, check},
     config, keyed, report, rng, settle,
@@ -117,6 +117,9 @@ async fn partitions_of_an_app_that_never_becomes_ready_move_to_the_other_replica
         lost: r.lost.len(),
         dup_max: r.max_duplicates_per_record,
         dup_mean: r.duplicates as f64,
+        finished_replayed: r.finished_replayed,
+        inflight_max: r.inflight_max(),
+        overflows: Overflows::NotRead,
         notes: format!("seed {seed}; {PARTITIONS} partitions moved after unreadyTimeout 8s"),
     });
     r.assert_ok(test);

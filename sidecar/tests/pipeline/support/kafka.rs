@@ -117,6 +117,20 @@ impl TestKafka {
 
     /// The group's committed offsets for partitions `0..partitions` of `topic` (None = none).
     pub async fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+        self.committed_with_metadata(group, topic, partitions)
+            .await
+            .into_iter()
+            .map(|c| c.map(|(o, _)| o))
+            .collect()
+    }
+
+    /// [`TestKafka::committed`] with each commit's metadata string.
+    pub async fn committed_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> Vec<Option<(i64, String)>> {
         let (b, g, t) = (self.bootstrap.clone(), group.to_owned(), topic.to_owned());
         tokio::task::spawn_blocking(move || committed(&b, &g, &t, partitions))
             .await
@@ -169,7 +183,12 @@ impl TestProducer {
     }
 }
 
-fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+fn committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<(i64, String)>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -185,9 +204,12 @@ fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<
         match consumer.committed_offsets(tpl.clone(), Duration::from_secs(5)) {
             Ok(got) => {
                 return (0..partitions)
-                    .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-                        Some(Offset::Offset(o)) => Some(o),
-                        _ => None,
+                    .map(|p| match got.find_partition(topic, p) {
+                        Some(e) => match e.offset() {
+                            Offset::Offset(o) => Some((o, e.metadata().to_owned())),
+                            _ => None,
+                        },
+                        None => None,
                     })
                     .collect();
             }

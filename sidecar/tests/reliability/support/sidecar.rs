@@ -180,6 +180,12 @@ impl Sidecar {
         let text = self.admin_get("/metrics").await;
         metric(&text, name).unwrap_or_else(|| panic!("{}: no {name} in\n{text}", self.name))
     }
+
+    /// The sum of every sample of the metric `name` (whatever its labels) in `/metrics`; `None`
+    /// when the sidecar does not expose it.
+    pub async fn metric_sum(&self, name: &str) -> Option<f64> {
+        metric_sum(&self.admin_get("/metrics").await, name)
+    }
 }
 
 /// `GET path` on `addr` (HTTP/1.1, one request per connection): the status code and the body.
@@ -216,6 +222,25 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// The sum of the samples of `name`, any labels, in Prometheus text; `None` without one.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once('}')?.1,
+                None => rest,
+            };
+            value
+                .strip_prefix(' ')?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .reduce(|a, b| a + b)
+}
+
 /// The log without terminal colour sequences (`ESC [ ... m`).
 pub fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -243,5 +268,17 @@ impl Drop for Sidecar {
         } else {
             eprintln!("{} log kept at {}", self.name, self.log.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metric_sum_adds_every_labelled_sample_and_sees_absence() {
+        let text = "# HELP a_total A.\n# TYPE a_total counter\na_total{p=\"0\"} 2\na_total{p=\"1\"} 3\n\
+                    a_total_x 9\nb_total 4\n";
+        assert_eq!(super::metric_sum(text, "a_total"), Some(5.0));
+        assert_eq!(super::metric_sum(text, "b_total"), Some(4.0));
+        assert_eq!(super::metric_sum(text, "c_total"), None);
     }
 }

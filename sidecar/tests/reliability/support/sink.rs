@@ -1,14 +1,19 @@
 //! A recording HTTP app: logs every request it receives (coordinates, key, attempt, body digest,
-//! arrival order and time, which sidecar incarnation sent it) and answers as its behaviour
-//! says: accept, a status (5xx bursts, 429 with `Retry-After`, 4xx), hang past `requestTimeout`,
-//! close the connection without a reply, or be down altogether (nothing listening).
+//! arrival order and time, which sidecar incarnation sent it, when its response was written) and
+//! answers as its behaviour says: accept, a status (5xx bursts, 429 with `Retry-After`, 4xx),
+//! hang past `requestTimeout`, close the connection without a reply, or be down altogether
+//! (nothing listening). The test tells it which incarnation runs ([`Sink::set_epoch`]) and when
+//! one is about to be killed ([`Sink::note_kill`]), for the checker's finished/in-flight split.
 
 use std::{
+    io,
     net::SocketAddr,
+    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU32, Ordering::SeqCst},
     },
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -18,10 +23,13 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+};
 use tokio_util::sync::CancellationToken;
 
-use super::digest;
+use super::{check::Kill, digest};
 
 /// One request received.
 #[derive(Clone, Debug)]
@@ -42,6 +50,10 @@ pub struct Hit {
     pub poison: bool,
     /// The app answered 2xx (decided on arrival).
     pub accepted: bool,
+    /// When the whole response (status line, headers, empty body) had been written to the
+    /// socket; `None` when it never was: the connection closed first (the sidecar was killed or
+    /// gave up on the request), or the app closed it without a reply.
+    pub answered_at: Option<Instant>,
 }
 
 /// What the app does with a request.
@@ -81,6 +93,7 @@ struct Shared {
     log: Mutex<Vec<Hit>>,
     behaviour: Mutex<Behaviour>,
     epoch: AtomicU32,
+    kills: Mutex<Vec<Kill>>,
 }
 
 pub struct Sink {
@@ -95,6 +108,7 @@ impl Sink {
             log: Mutex::new(Vec::new()),
             behaviour: Mutex::new(b),
             epoch: AtomicU32::new(0),
+            kills: Mutex::new(Vec::new()),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let addr = listener.local_addr().expect("sink addr");
@@ -111,8 +125,24 @@ impl Sink {
         format!("http://{}/deliver", self.addr)
     }
 
+    /// Requests from now on are from sidecar incarnation (or episode) `epoch`.
     pub fn set_epoch(&self, epoch: u32) {
         self.shared.epoch.store(epoch, SeqCst);
+    }
+
+    /// The current epoch's sidecar is about to get `kill -9`: call it right before the signal.
+    /// A response it was sent shortly before may not have been read (see [`Kill`]).
+    pub fn note_kill(&self) {
+        let kill = Kill {
+            epoch: self.shared.epoch.load(SeqCst),
+            at: Instant::now(),
+        };
+        self.shared.kills.lock().expect("kills lock").push(kill);
+    }
+
+    /// Every [`Sink::note_kill`] so far.
+    pub fn kills(&self) -> Vec<Kill> {
+        self.shared.kills.lock().expect("kills lock").clone()
     }
 
     pub fn hits(&self) -> Vec<Hit> {
@@ -163,10 +193,17 @@ fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
             };
             let (shared, stop) = (Arc::clone(&shared), stop.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |req| handle(Arc::clone(&shared), req));
+                let pending = Arc::new(Mutex::new(Pending::default()));
+                let io = Recorded {
+                    stream,
+                    pending: Arc::clone(&pending),
+                    shared: Arc::clone(&shared),
+                };
+                let service =
+                    service_fn(move |req| handle(Arc::clone(&shared), Arc::clone(&pending), req));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .max_headers(300)
-                    .serve_connection(TokioIo::new(stream), service);
+                    .serve_connection(TokioIo::new(io), service);
                 tokio::select! { _ = stop.cancelled() => {}, _ = conn => {} }
             });
         }
@@ -177,8 +214,96 @@ fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The response a connection is writing: the log index of its request, and whether bytes were
+/// written since the response was handed to hyper. HTTP/1 answers one request at a time per
+/// connection, and the sidecar's client sends the next only after reading this answer.
+#[derive(Default)]
+struct Pending {
+    index: Option<usize>,
+    wrote: bool,
+}
+
+/// The connection's socket, noting when a response was fully written: hyper flushes the socket
+/// only once its write buffer is empty, so the first flush after a write that follows the
+/// handler's return is the moment the whole response was in the kernel's hands.
+struct Recorded {
+    stream: TcpStream,
+    pending: Arc<Mutex<Pending>>,
+    shared: Arc<Shared>,
+}
+
+impl Recorded {
+    fn wrote(&self, n: &Poll<io::Result<usize>>) {
+        if matches!(n, Poll::Ready(Ok(n)) if *n > 0) {
+            let mut p = self.pending.lock().expect("pending lock");
+            if p.index.is_some() {
+                p.wrote = true;
+            }
+        }
+    }
+}
+
+impl AsyncRead for Recorded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Recorded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.wrote(&n);
+        n
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.wrote(&n);
+        n
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.stream).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            let mut p = this.pending.lock().expect("pending lock");
+            if p.wrote
+                && let Some(i) = p.index.take()
+            {
+                p.wrote = false;
+                let mut log = this.shared.log.lock().expect("log lock");
+                log[i].answered_at = Some(Instant::now());
+            }
+        }
+        flushed
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 async fn handle(
     shared: Arc<Shared>,
+    pending: Arc<Mutex<Pending>>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = req.into_parts();
@@ -212,15 +337,17 @@ async fn handle(
         headers: parts.headers.clone(),
         poison: body.windows(8).any(|w| w == b"#poison#"),
         accepted: false,
+        answered_at: None,
     };
     let behaviour = Arc::clone(&shared.behaviour.lock().expect("behaviour lock"));
     let action = behaviour(&hit);
     hit.accepted = action.accepted();
-    {
+    let index = {
         let mut log = shared.log.lock().expect("log lock");
         hit.index = log.len();
         log.push(hit);
-    }
+        log.len() - 1
+    };
     let (status, retry_after) = match action {
         Action::Accept(d) => {
             tokio::time::sleep(d).await;
@@ -238,6 +365,11 @@ async fn handle(
             // An error from the service makes hyper close the connection without a reply.
             return Err(std::io::Error::other("closing without a reply"));
         }
+    };
+    // From here the connection writes this answer: `Recorded` notes when it is out.
+    *pending.lock().expect("pending lock") = Pending {
+        index: Some(index),
+        wrote: false,
     };
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = http::StatusCode::from_u16(status).expect("valid status");

@@ -14,7 +14,7 @@ fn nothing_dispatched_means_nothing_to_commit() {
     let mut t = OffsetTracker::new();
     t.assign("p0");
     assert_eq!(t.committable(&"p0"), None);
-    assert!(t.to_commit(None, Since::Acknowledged).is_empty());
+    assert!(t.to_commit(None, Since::Acknowledged, false).is_empty());
 }
 
 #[test]
@@ -62,24 +62,30 @@ fn to_commit_skips_what_was_already_committed() {
     t.assign("p1");
     t.dispatched(&"p0", 1);
     t.finished(&"p0", e, 1);
+    let due = t.to_commit(None, Since::Acknowledged, false);
     assert_eq!(
-        t.to_commit(None, Since::Acknowledged),
+        due.iter().map(|c| (c.key, c.next)).collect::<Vec<_>>(),
         vec![("p0", NextOffset::after(1))]
     );
-    t.requested(&"p0", NextOffset::after(1));
+    t.requested(&due[0]);
     assert!(
-        t.to_commit(None, Since::Requested).is_empty(),
+        t.to_commit(None, Since::Requested, false).is_empty(),
         "already sent"
     );
     assert_eq!(
-        t.to_commit(None, Since::Acknowledged),
-        vec![("p0", NextOffset::after(1))],
+        t.to_commit(None, Since::Acknowledged, false),
+        due,
         "sent is not acknowledged: a synchronous commit sends it again"
     );
-    t.committed(&"p0", NextOffset::after(1));
-    assert!(t.to_commit(None, Since::Acknowledged).is_empty());
+    // The asynchronous answer names only the offset; the request's progress goes with it.
+    t.committed(&"p0", NextOffset::after(1), None);
+    assert!(t.to_commit(None, Since::Acknowledged, false).is_empty());
+    assert!(t.to_commit(None, Since::Requested, false).is_empty());
     assert_eq!(t.last_committed(&"p0"), Some(NextOffset::after(1)));
-    assert!(t.to_commit(Some(&["p1"]), Since::Acknowledged).is_empty());
+    assert!(
+        t.to_commit(Some(&["p1"]), Since::Acknowledged, false)
+            .is_empty()
+    );
 }
 
 #[test]
@@ -190,3 +196,5 @@ fn a_backward_move_forgets_the_old_log_and_never_commits_past_the_new_one() {
         "commit follows the new log, not the old highest (105)"
     );
 }
+
+mod carry;
