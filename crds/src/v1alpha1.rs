@@ -549,7 +549,9 @@ pub struct DeliverySpec {
 
     /// A record that was in flight during this many consecutive crashes of the sidecar (default
     /// 3) is dead-lettered, with `kcp-dlq-reason: crash loop: ...`, instead of taking every replica
-    /// down in turn. `0` turns it off. Counted in the commit's metadata, so it holds across pods.
+    /// down in turn. `0` turns it off. Counted in the commit's metadata, so it holds across pods;
+    /// a crash counts only for records a periodic commit saw in flight (one that crashes the
+    /// sidecar within `commitInterval` of being sent is not caught).
     #[serde(default = "default_max_crashes")]
     #[schemars(range(min = 0, max = 100))]
     pub max_crashes: i32,

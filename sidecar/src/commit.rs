@@ -60,7 +60,7 @@ fn list(offsets: &[ToCommit<Tp>], stats: &Stats) -> TopicPartitionList {
             .expect("invariant: a non-negative offset is always accepted");
         let (metadata, overflow) = c.progress.encode(max_len);
         if overflow.records_dropped > 0 {
-            stats.metadata_overflow(overflow.records_dropped);
+            stats.metadata_overflow();
         }
         if !metadata.is_empty()
             && let Some(mut e) = tpl.find_partition(&c.key.topic, c.key.partition)
@@ -118,7 +118,7 @@ pub fn commit_async<C: ConsumerContext>(
     if offsets.is_empty() {
         return;
     }
-    debug!(offsets = %describe(&offsets), progress = ?offsets.iter().map(|c| &c.progress).collect::<Vec<_>>(), "Committing");
+    debug!(offsets = %describe(&offsets), "Committing");
     match consumer.commit(&list(&offsets, stats), CommitMode::Async) {
         Ok(()) => {
             // The answer comes to `commit_done`; a lost one is re-sent by the synchronous

@@ -50,10 +50,9 @@ pub struct Stats {
     /// Records not delivered because a previous owner of their partition had finished them
     /// (its commit's metadata said so; `offsets/carry.rs`).
     pub finished_skipped: AtomicU64,
-    /// Commits whose metadata could not list every unfinished record (`progress.rs`), and the
-    /// records left out (they may be delivered again after a handover).
+    /// Commits whose metadata could not list every unfinished record (`progress.rs`); records
+    /// finished above those left out may be delivered again after a handover.
     pub metadata_overflows: AtomicU64,
-    pub metadata_records_dropped: AtomicU64,
     /// Most bytes of commit metadata the broker takes (lowered when it refuses more).
     metadata_max_len: std::sync::atomic::AtomicUsize,
     /// Records dead-lettered because they were in flight during `delivery.maxCrashes` crashes.
@@ -121,7 +120,6 @@ impl Default for Stats {
             offset_resets: AtomicU64::new(0),
             finished_skipped: AtomicU64::new(0),
             metadata_overflows: AtomicU64::new(0),
-            metadata_records_dropped: AtomicU64::new(0),
             metadata_max_len: std::sync::atomic::AtomicUsize::new(crate::progress::DEFAULT_MAX_LEN),
             crash_looped: AtomicU64::new(0),
             rebalances: AtomicU64::new(0),
@@ -439,11 +437,9 @@ impl Stats {
         now
     }
 
-    /// A commit's metadata left out `dropped` unfinished records.
-    pub fn metadata_overflow(&self, dropped: usize) {
+    /// A commit's metadata could not list every unfinished record.
+    pub fn metadata_overflow(&self) {
         Self::incr(&self.metadata_overflows);
-        self.metadata_records_dropped
-            .fetch_add(dropped as u64, Relaxed);
     }
 
     pub fn set_committed(&self, tp: &Tp, offset: i64) {

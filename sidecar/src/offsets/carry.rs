@@ -175,7 +175,12 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
             && p.epoch == epoch
             && p.unfinished.contains(&offset)
         {
-            p.states.entry(offset).or_default().in_flight = in_flight;
+            let state = p.states.entry(offset).or_default();
+            state.in_flight = in_flight;
+            // Most records succeed at once: keep only states worth carrying.
+            if *state == RecordState::default() {
+                p.states.remove(&offset);
+            }
         }
     }
 

@@ -48,11 +48,9 @@ async fn records_finished_above_an_unfinished_one_are_not_delivered_after_a_cras
     .await;
     // The periodic commit carries what finished above offset 0 in its metadata.
     wait_until_async("the commit at 0 says 1..=20 are finished", || async {
-        match &kafka.committed_with_metadata(&group, &topic, 1).await[0] {
-            Some((0, metadata)) => kcp_sidecar::progress::Progress::decode(metadata, 0)
-                .is_some_and(|p| (1..=20).all(|o| p.is_finished(o)) && !p.is_finished(0)),
-            _ => false,
-        }
+        stored(&kafka, &group, &topic).await.is_some_and(|p| {
+            p.committed == 0 && (1..=20).all(|o| p.is_finished(o)) && !p.is_finished(0)
+        })
     })
     .await;
     first.kill().await;

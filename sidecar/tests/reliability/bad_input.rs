@@ -159,21 +159,16 @@ async fn odd_records_are_forwarded_unchanged_or_dead_lettered() {
     eprintln!(
         "{test}: seed {seed}: largest value {huge} bytes; {r:?}; dead-letter reasons {reasons:?}"
     );
-    report(&Row {
-        class: test,
-        episodes: 1,
-        records: r.produced,
-        lost: r.lost.len(),
-        dup_max: r.max_duplicates_per_record,
-        dup_mean: r.duplicates as f64,
-        finished_replayed: r.finished_replayed,
-        inflight_max: r.inflight_max(),
-        overflows: Overflows::NotRead,
-        notes: format!(
+    report(&Row::of(
+        test,
+        1,
+        &r,
+        Overflows::NotRead,
+        format!(
             "seed {seed}; largest value the broker took: {huge} bytes; dead-lettered {}",
             r.dead_lettered
         ),
-    });
+    ));
     r.assert_ok(test);
     assert!(reasons.iter().all(|r| !r.is_empty()), "{reasons:?}");
     let many = hits

@@ -234,23 +234,18 @@ async fn a_blocked_key_holds_only_itself_at_ten_times_the_buffer() {
     let hits = sink.hits();
     let r = check(&produced, &hits, &[], Order::Key);
     eprintln!("{test}: seed {seed}: {r:?}");
-    report(&Row {
-        class: test,
-        episodes: 1,
-        records: r.produced,
-        lost: r.lost.len(),
-        dup_max: r.max_duplicates_per_record,
-        dup_mean: r.duplicates as f64,
-        finished_replayed: r.finished_replayed,
-        inflight_max: r.inflight_max(),
-        overflows: Overflows::NotRead,
-        notes: format!(
+    report(&Row::of(
+        test,
+        1,
+        &r,
+        Overflows::NotRead,
+        format!(
             "seed {seed}; {} blocked-key records in partition {blocked_partition} behind \
              offset {first_blocked}; {attempts_while_blocked} attempts at it while blocked; \
              buffer pauses {pauses:?}",
             blocked.len()
         ),
-    });
+    ));
     r.assert_ok(test);
     assert_eq!(r.delivered, r.produced, "every record delivered");
 }

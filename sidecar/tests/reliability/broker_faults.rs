@@ -138,22 +138,17 @@ async fn broker_faults_recover_without_restart() {
     let produced = ledger.lock().expect("ledger lock").clone();
     let r = check(&produced, &sink.hits(), &dead, Order::Partition);
     eprintln!("{test}: seed {seed}: {r:?}");
-    report(&Row {
-        class: test,
-        episodes: rounds * faults.len(),
-        records: r.produced,
-        lost: r.lost.len(),
-        dup_max: r.max_duplicates_per_record,
-        dup_mean: r.duplicates as f64 / (rounds * faults.len()) as f64,
-        finished_replayed: r.finished_replayed,
-        inflight_max: r.inflight_max(),
-        overflows: Overflows::NotRead,
-        notes: format!(
+    report(&Row::of(
+        test,
+        rounds * faults.len(),
+        &r,
+        Overflows::NotRead,
+        format!(
             "seed {seed}; dead-lettered {}; time to drain after each fault: {}",
             r.dead_lettered,
             recoveries.join(", ")
         ),
-    });
+    ));
     r.assert_ok(test);
     let poison = produced.values().filter(|p| p.poison).count();
     assert_eq!(r.dead_lettered, poison, "exactly the refused records");

@@ -72,18 +72,13 @@ async fn the_drain_hook_returns_only_after_the_last_request_to_the_app() {
     let produced = ledger.lock().expect("ledger lock").clone();
     let r = check(&produced, &sink.hits(), &[], Order::Key);
     eprintln!("{test}: seed {seed}; {before_restart} delivered before the hook answered; {r:?}");
-    report(&Row {
-        class: test,
-        episodes: 1,
-        records: r.produced,
-        lost: r.lost.len(),
-        dup_max: r.max_duplicates_per_record,
-        dup_mean: r.duplicates as f64,
-        finished_replayed: r.finished_replayed,
-        inflight_max: r.inflight_max(),
+    report(&Row::of(
+        test,
+        1,
+        &r,
         overflows,
-        notes: format!("seed {seed}; {before_restart} requests before the hook answered"),
-    });
+        format!("seed {seed}; {before_restart} requests before the hook answered"),
+    ));
     r.assert_ok(test);
     r.assert_no_finished_replays(test);
 }

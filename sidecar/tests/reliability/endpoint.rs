@@ -85,22 +85,17 @@ async fn endpoint_faults_lose_nothing_and_dead_letter_only_refused_records() {
     let hits = sink.hits();
     let r = check(&produced, &hits, &dead, Order::Key);
     eprintln!("{test}: seed {seed}: {r:?}");
-    report(&Row {
-        class: test,
-        episodes: rounds,
-        records: r.produced,
-        lost: r.lost.len(),
-        dup_max: r.max_duplicates_per_record,
-        dup_mean: r.duplicates as f64 / rounds as f64,
-        finished_replayed: r.finished_replayed,
-        inflight_max: r.inflight_max(),
-        overflows: Overflows::NotRead,
-        notes: format!(
+    report(&Row::of(
+        test,
+        rounds,
+        &r,
+        Overflows::NotRead,
+        format!(
             "seed {seed}; {} requests; dead-lettered {} (all refused with 422)",
             hits.len(),
             r.dead_lettered
         ),
-    });
+    ));
     r.assert_ok(test);
     let poison = produced.values().filter(|p| p.poison).count();
     assert_eq!(r.dead_lettered, poison, "exactly the refused records");

@@ -144,21 +144,16 @@ async fn poison_header_names_are_delivered_and_counted() {
     let r = check(&produced, &hits, &[], Order::Partition);
     eprintln!("{test}: seed {seed}: {r:?}");
     let expected: usize = unreadable.values().sum();
-    report(&Row {
-        class: test,
-        episodes: rounds,
-        records: r.produced,
-        lost: r.lost.len(),
-        dup_max: r.max_duplicates_per_record,
-        dup_mean: r.duplicates as f64 / rounds as f64,
-        finished_replayed: r.finished_replayed,
-        inflight_max: r.inflight_max(),
-        overflows: Overflows::NotRead,
-        notes: format!(
+    report(&Row::of(
+        test,
+        rounds,
+        &r,
+        Overflows::NotRead,
+        format!(
             "seed {seed}; {} records with {expected} unreadable header names",
             unreadable.len()
         ),
-    });
+    ));
     r.assert_ok(test);
     assert_eq!(r.delivered, r.produced, "every record delivered");
     assert_eq!(

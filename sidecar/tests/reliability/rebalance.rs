@@ -100,24 +100,19 @@ async fn grow_and_shrink(static_membership: bool) {
     let produced = ledger.lock().expect("ledger lock").clone();
     let r = check(&produced, &sink.hits(), &[], Order::Key);
     eprintln!("{test}: seed {seed}: {r:?}; pauses {pauses:?}");
-    report(&Row {
-        class: test,
-        episodes: cycles * 4,
-        records: r.produced,
-        lost: r.lost.len(),
-        dup_max: r.max_duplicates_per_record,
-        dup_mean: r.duplicates as f64 / (cycles * 4) as f64,
-        finished_replayed: r.finished_replayed,
-        inflight_max: r.inflight_max(),
+    report(&Row::of(
+        test,
+        cycles * 4,
+        &r,
         overflows,
-        notes: format!(
+        format!(
             "seed {seed}; largest arrival gap after each change: {}; finished replays delivered \
              after each change: {}; in-flight duplicates: {}",
             pauses.join(", "),
             per_change(r.finished_replays.iter().map(|p| p.again_epoch)),
             r.inflight_duplicates
         ),
-    });
+    ));
     r.assert_ok(test);
     r.assert_no_finished_replays_if_strict(test);
 }

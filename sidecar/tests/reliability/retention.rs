@@ -124,22 +124,17 @@ async fn retention_past_the_committed_offset_resumes_at_the_log_start() {
     let committed = broker.committed(&group, &topic, 1).await;
     let r = check(&retained, &hits, &[], Order::Partition);
     eprintln!("{test}: log start {start}, end {end}: {r:?}");
-    report(&Row {
-        class: test,
-        episodes: 1,
-        records: r.produced,
-        lost: r.lost.len(),
-        dup_max: r.max_duplicates_per_record,
-        dup_mean: r.duplicates as f64,
-        finished_replayed: r.finished_replayed,
-        inflight_max: r.inflight_max(),
-        overflows: Overflows::NotRead,
-        notes: format!(
+    report(&Row::of(
+        test,
+        1,
+        &r,
+        Overflows::NotRead,
+        format!(
             "committed {COMMITTED}, log start {start}: {} records removed by retention \
              before delivery",
             start - COMMITTED
         ),
-    });
+    ));
     r.assert_ok(test);
     let first_delivered = hits.iter().map(|h| h.offset).min();
     assert_eq!(

@@ -22,7 +22,7 @@ use crate::support::{
     Overflows, Row,
     broker::Broker,
     check::{Order, check},
-    config, keyed, report, rng, settle,
+    config, keyed, largest_gap, report, rng, settle,
     sidecar::{Sidecar, strip_ansi},
     sink::{Action, Sink, behaviour},
     unique,
@@ -113,18 +113,7 @@ async fn rolling_update_moves_partitions_when_the_old_pod_leaves() {
             .collect::<Vec<_>>()
     );
     eprintln!("{test}: {notes}; {r:?}");
-    report(&Row {
-        class: test,
-        episodes: 1,
-        records: r.produced,
-        lost: r.lost.len(),
-        dup_max: r.max_duplicates_per_record,
-        dup_mean: r.duplicates as f64,
-        finished_replayed: r.finished_replayed,
-        inflight_max: r.inflight_max(),
-        overflows,
-        notes,
-    });
+    report(&Row::of(test, 1, &r, overflows, notes));
     r.assert_ok(test);
     r.assert_no_finished_replays(test);
 }
@@ -137,24 +126,8 @@ fn idle_per_partition(
 ) -> BTreeMap<i32, Duration> {
     (0..PARTITIONS)
         .map(|p| {
-            let mut times: Vec<Instant> = hits
-                .iter()
-                .filter(|h| h.partition == p && h.at >= from && h.at < to)
-                .map(|h| h.at)
-                .collect();
-            times.sort();
-            times.push(to);
-            let mut prev = from;
-            let longest = times
-                .into_iter()
-                .map(|t| {
-                    let gap = t - prev;
-                    prev = t;
-                    gap
-                })
-                .max()
-                .unwrap_or_default();
-            (p, longest)
+            let own: Vec<_> = hits.iter().filter(|h| h.partition == p).cloned().collect();
+            (p, largest_gap(&own, from, to))
         })
         .collect()
 }

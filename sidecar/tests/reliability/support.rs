@@ -263,6 +263,31 @@ pub struct Row<'a> {
     pub notes: String,
 }
 
+impl<'a> Row<'a> {
+    /// The row of a class whose figures all come from one [`check::Report`] over `episodes`
+    /// episodes (duplicates averaged per episode).
+    pub fn of(
+        class: &'a str,
+        episodes: usize,
+        r: &check::Report,
+        overflows: Overflows,
+        notes: String,
+    ) -> Self {
+        Self {
+            class,
+            episodes,
+            records: r.produced,
+            lost: r.lost.len(),
+            dup_max: r.max_duplicates_per_record,
+            dup_mean: r.duplicates as f64 / episodes.max(1) as f64,
+            finished_replayed: r.finished_replayed,
+            inflight_max: r.inflight_max(),
+            overflows,
+            notes,
+        }
+    }
+}
+
 pub fn report(row: &Row<'_>) {
     let line = format!(
         "| {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |",

@@ -110,18 +110,13 @@ async fn partitions_of_an_app_that_never_becomes_ready_move_to_the_other_replica
     let produced = ledger.lock().expect("ledger lock").clone();
     let r = check(&produced, &sink.hits(), &[], Order::Key);
     eprintln!("{test}: seed {seed}: {r:?}");
-    report(&Row {
-        class: test,
-        episodes: 1,
-        records: r.produced,
-        lost: r.lost.len(),
-        dup_max: r.max_duplicates_per_record,
-        dup_mean: r.duplicates as f64,
-        finished_replayed: r.finished_replayed,
-        inflight_max: r.inflight_max(),
-        overflows: Overflows::NotRead,
-        notes: format!("seed {seed}; {PARTITIONS} partitions moved after unreadyTimeout 8s"),
-    });
+    report(&Row::of(
+        test,
+        1,
+        &r,
+        Overflows::NotRead,
+        format!("seed {seed}; {PARTITIONS} partitions moved after unreadyTimeout 8s"),
+    ));
     r.assert_ok(test);
     assert_eq!(
         r.delivered, r.produced,

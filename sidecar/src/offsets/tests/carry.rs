@@ -191,3 +191,16 @@ fn a_late_answer_to_an_earlier_request_does_not_undo_a_clean_commit() {
         "nothing left to commit at the handover"
     );
 }
+
+#[test]
+fn a_refused_periodic_commit_is_sent_again_though_nothing_moved() {
+    let mut t = OffsetTracker::new();
+    let e = t.assign("p0");
+    t.dispatched(&"p0", 0);
+    t.finished(&"p0", e, 0);
+    let c = t.to_commit(None, Since::Requested, false).remove(0);
+    t.requested(&c);
+    assert!(t.to_commit(None, Since::Requested, false).is_empty());
+    t.request_failed(&"p0");
+    assert_eq!(t.to_commit(None, Since::Requested, false), vec![c]);
+}
