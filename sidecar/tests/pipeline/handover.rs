@@ -86,7 +86,7 @@ async fn a_records_attempts_go_on_counting_after_a_handover() {
     let cfg = config(&kafka.bootstrap, &topic, &group, &app.url(), |c| {
         // Long enough that the shutdown stops waiting for the record (no progress for 2 s)
         // and hands it over in its backoff.
-        c["delivery"]["retry"] = json!({"maxAttempts": 5, "initialBackoff": "3s",
+        c["delivery"]["retry"] = json!({"maxAttempts": 8, "initialBackoff": "3s",
             "maxBackoff": "3s", "multiplier": 1.0});
     });
     let first = Running::start(cfg.clone());
@@ -94,7 +94,7 @@ async fn a_records_attempts_go_on_counting_after_a_handover() {
     first.stop().await;
     let made = app.received().len() as u32;
     assert!(
-        (2..5).contains(&made),
+        (2..8).contains(&made),
         "{made} attempts before the handover"
     );
 
@@ -107,14 +107,14 @@ async fn a_records_attempts_go_on_counting_after_a_handover() {
     let attempts: Vec<u32> = app.received().iter().map(|r| r.attempt()).collect();
     assert_eq!(
         attempts,
-        (1..=5).collect::<Vec<u32>>(),
+        (1..=8).collect::<Vec<u32>>(),
         "the next replica went on from attempt {}",
         made + 1
     );
     let dlq = kafka.read(&format!("{topic}-dlq"), 1, 1).await;
     assert_eq!(
         crate::support::kafka::header(&dlq[0], "kcp-dlq-attempts").as_deref(),
-        Some("5")
+        Some("8")
     );
 }
 
