@@ -23,6 +23,12 @@ use crate::{
 
 pub use crate::v1alpha1::BodyAck;
 
+mod formats;
+pub use formats::{
+    CloudEventsConfig, Decode, Format, REGISTRY_TLS_MOUNT_DIR, SCHEMA_REGISTRY_PASSWORD_ENV,
+    SCHEMA_REGISTRY_USERNAME_ENV, SchemaRegistryConfig,
+};
+
 /// librdkafka's default `max.poll.interval.ms`.
 pub const DEFAULT_MAX_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 /// What `delivery.drainTimeout` must leave of `max.poll.interval.ms` for the commit that
@@ -86,6 +92,9 @@ pub struct KafkaConfig {
     pub client_config: BTreeMap<String, String>,
     #[serde(default)]
     pub security: SecurityConfig,
+    /// Where `endpoint.decode` fetches schemas; absent without `kafka.schemaRegistry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistryConfig>,
 }
 
 /// How the sidecar authenticates to Kafka. Credentials are not here: see the module docs.
@@ -162,6 +171,15 @@ pub struct EndpointConfig {
     /// the app answers). A config without it (an older operator) gets the resource's default.
     #[serde(default = "default_unready_timeout")]
     pub unready_timeout: Duration,
+    /// How records are shaped into requests (`raw` when absent).
+    #[serde(default, skip_serializing_if = "Format::is_raw")]
+    pub format: Format,
+    /// CloudEvents attributes, with a `cloudevents-*` format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_events: Option<CloudEventsConfig>,
+    /// Decode schema-registry records to JSON; `None`: send values as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode: Option<Decode>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -522,6 +540,7 @@ impl SidecarConfig {
                 "delivery.deadLetterTopic: {t:?} is not a valid topic name"
             ));
         }
+        p.extend(formats::problems(self));
         p
     }
 
@@ -614,6 +633,7 @@ impl SidecarConfig {
                 initial_offset: spec.kafka.initial_offset,
                 client_config: spec.kafka.client_config.clone(),
                 security,
+                schema_registry: formats::render_registry(spec.kafka.schema_registry.as_ref()),
             },
             endpoint: EndpointConfig {
                 url,
@@ -628,6 +648,9 @@ impl SidecarConfig {
                 action_header: ep.action_header.clone(),
                 body_ack: ep.body_ack.clone(),
                 unready_timeout: ep.unready_timeout,
+                format: ep.format,
+                cloud_events: formats::render_cloud_events(ep),
+                decode: ep.decode,
             },
             delivery: DeliveryConfig {
                 ordering: d.ordering,
@@ -763,7 +786,18 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
-    fn resource(spec: serde_json::Value) -> KafkaConsumerProxy {
+    /// Parses `v`, which must be refused with exactly the problems containing `expected`.
+    pub(super) fn assert_refused(v: &serde_json::Value, expected: &[&str]) {
+        let err = SidecarConfig::parse(&v.to_string()).expect_err("invalid");
+        let text = err.to_string();
+        for e in expected {
+            assert!(text.contains(e), "missing {e:?} in:\n{text}");
+        }
+        assert_eq!(err.0.len(), expected.len(), "{text}");
+    }
+
+    /// A resource named `orders` in `shop` (also used by `formats`' tests).
+    pub(super) fn resource(spec: serde_json::Value) -> KafkaConsumerProxy {
         let spec: KafkaConsumerProxySpec = serde_json::from_value(spec).expect("valid spec");
         let mut kcp = KafkaConsumerProxy::new("orders", spec);
         kcp.metadata.namespace = Some("shop".into());

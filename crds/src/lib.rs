@@ -1,5 +1,7 @@
-//! The kafka-consumer-proxy API: the `KafkaConsumerProxy` resource ([`v1alpha1`]) and the
-//! sidecar's config ([`config`]), the one contract between operator and sidecar.
+//! The kafka-consumer-proxy API: the `KafkaConsumerProxy` resource ([`v1alpha1`]), the
+//! sidecar's config ([`config`]), the one contract between operator and sidecar, and what the
+//! sidecar writes in its commits' metadata ([`progress`]), which the operator reads back for the
+//! status.
 //!
 //! Pure types and pure functions only: no tokio, no Kubernetes client, no Kafka client.
 
@@ -7,6 +9,7 @@ pub mod apidoc;
 pub mod config;
 pub mod duration;
 pub mod librdkafka;
+pub mod progress;
 pub mod v1alpha1;
 
 pub use config::SidecarConfig;

@@ -19,7 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::Duration;
 
+mod formats;
 mod schema;
+pub use formats::{
+    CloudEventsSpec, DEFAULT_CLOUDEVENTS_TYPE, Decode, Format, RegistryBasicAuth, RegistryTls,
+    SchemaCacheSpec, SchemaRegistrySpec,
+};
 pub use schema::{RESERVED_CONTAINER_NAME, SELECTOR_LABEL};
 use schema::{
     client_config_schema, node_selector_schema, object_name_schema, pod_labels_schema,
@@ -54,6 +59,7 @@ use schema::{
     ),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
     printcolumn(name = "Lag", type_ = "integer", json_path = ".status.lag.total"),
+    printcolumn(name = "Behind", type_ = "string", json_path = ".status.lag.behind"),
     printcolumn(
         name = "DLQ",
         type_ = "integer",
@@ -93,6 +99,9 @@ use schema::{
     "!has(self.delivery) || !has(self.delivery.drainTimeout) || duration(self.delivery.drainTimeout) + duration('10s') < ((has(self.kafka.clientConfig) && 'max.poll.interval.ms' in self.kafka.clientConfig && self.kafka.clientConfig['max.poll.interval.ms'].matches('^[0-9]{1,9}$')) ? duration(self.kafka.clientConfig['max.poll.interval.ms'] + 'ms') : duration('300s'))"
 ).message(
     "delivery.drainTimeout must be at least 10s shorter than kafka.clientConfig max.poll.interval.ms (300000, 5 minutes, unless set): a revocation drains for up to drainTimeout without polling, and a consumer that does not poll for max.poll.interval.ms is removed from the group"
+))]
+#[x_kube(validation = Rule::new("!has(self.endpoint.decode) || has(self.kafka.schemaRegistry)").message(
+    "endpoint.decode needs kafka.schemaRegistry: the records' schemas are fetched from it"
 ))]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaConsumerProxySpec {
@@ -256,6 +265,10 @@ pub struct KafkaSpec {
     /// Authentication and encryption. Secret values are read from Secrets, never written here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<KafkaAuth>,
+
+    /// The schema registry that `endpoint.decode` fetches the records' schemas from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistrySpec>,
 }
 
 /// Where a group with no committed offset starts.
@@ -383,6 +396,9 @@ pub struct TlsAuth {
     .message("endpoint.requestTimeout must be longer than 0s"))]
 #[x_kube(validation = Rule::new("!has(self.unreadyTimeout) || duration(self.unreadyTimeout) > duration('0s')")
     .message("endpoint.unreadyTimeout must be longer than 0s"))]
+#[x_kube(validation = Rule::new("!has(self.cloudEvents) || (has(self.format) && self.format != 'raw')").message(
+    "endpoint.cloudEvents sets CloudEvents attributes, but endpoint.format is raw: set format to cloudevents-binary or cloudevents-structured"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSpec {
     /// Port of your app's container in the same pod; records go to `http://127.0.0.1:<port><path>`.
@@ -466,6 +482,27 @@ pub struct EndpointSpec {
     /// delivered only when the value at `pointer` equals `equals`; otherwise it is retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_ack: Option<BodyAck>,
+
+    /// How each record becomes a request: `raw` (default: the value is the body, coordinates
+    /// and Kafka headers in `kcp-*` headers), `cloudevents-binary` (a CloudEvent: attributes in
+    /// `ce-*` headers, the data as the body) or `cloudevents-structured` (a CloudEvent as one
+    /// `application/cloudevents+json` body). The `kcp-*` headers are sent in every format.
+    #[serde(default, skip_serializing_if = "Format::is_raw")]
+    pub format: Format,
+
+    /// CloudEvents attributes to set instead of the defaults (with a `cloudevents-*` format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_events: Option<CloudEventsSpec>,
+
+    /// Decode record values in the schema registry's wire format (a zero byte, a 4-byte schema
+    /// id, the payload) to JSON before sending them (`content-type: application/json`): `avro`,
+    /// `protobuf`, `jsonschema`, or `auto` (by the schema's type). Needs
+    /// `kafka.schemaRegistry`. A record that cannot be decoded (not in the wire format, a schema
+    /// id the registry does not have, a payload that does not match its schema) is bad: it goes
+    /// to `delivery.onExhausted` at once. A registry that cannot be reached is an outage: records
+    /// wait for it and are never dead-lettered for it. Empty values (tombstones) are sent empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode: Option<Decode>,
 }
 
 /// An application-level acknowledgement read from the JSON response body.
@@ -674,10 +711,12 @@ pub struct KafkaConsumerProxyStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling` and `Stalled`, following the kstatus conventions, and two that
-    /// do not affect `Ready`: `KafkaReachable` (the operator could read lag from Kafka) and
+    /// `Ready`, `Reconciling` and `Stalled`, following the kstatus conventions, and three that
+    /// do not affect `Ready`: `KafkaReachable` (the operator could read lag from Kafka),
     /// `DeadLetterTopicsReady` (each dead-letter topic exists and the Kafka user may describe it;
-    /// `Unknown` when Kafka could not be read).
+    /// `Unknown` when Kafka could not be read) and `PartitionsStuck` (`True` while a partition's
+    /// committed offset has not moved for the stuck window though it has records to consume;
+    /// its message names each, see `stuck`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -693,9 +732,37 @@ pub struct KafkaConsumerProxyStatus {
     /// Consumer lag, read from Kafka by the operator (works with zero pods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<LagStatus>,
-    /// Records in the dead-letter topics.
+    /// Records this consumer group dead-lettered, and the last few of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetterStatus>,
+    /// Partitions whose committed offset has not moved for the stuck window (the operator's
+    /// `--stuck-after`, 5 minutes by default) while they had records to consume, at most 20,
+    /// each with what the sidecar said of the record at that offset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub stuck: Vec<StuckPartition>,
+}
+
+/// A partition that does not move.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StuckPartition {
+    pub topic: String,
+    pub partition: i32,
+    /// The committed offset that has not moved: the record there is not finishing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// Since when the operator has seen it at that offset with records to consume.
+    pub since: Time,
+    /// What the sidecar's last commit said of that record, when it said something: attempts,
+    /// the last failure, crashes it was in flight during.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+}
+
+impl StuckPartition {
+    /// Most partitions listed (the schema's `maxItems`).
+    pub const MAX: usize = 20;
 }
 
 /// Consumer lag of the group.
@@ -704,6 +771,16 @@ pub struct KafkaConsumerProxyStatus {
 pub struct LagStatus {
     /// Sum of the lag of every partition of the source topics, listed or not.
     pub total: i64,
+    /// How far behind in time: the age in seconds of the oldest record not yet committed, over
+    /// every partition (the most lagging 1,000 are looked at), read from the record's
+    /// timestamp (producer's create time, or the broker's log-append time). 0 when caught up;
+    /// a timestamp in the future (a producer clock ahead) counts 0; absent when no lagging
+    /// partition's record time could be read (records without timestamps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<i64>,
+    /// `seconds` for people, as in `4m12s` (the `Behind` column of `kubectl get kcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<String>,
     /// Number of partitions of the source topics, listed or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_count: Option<i32>,
@@ -743,6 +820,10 @@ pub struct PartitionLag {
     pub high_watermark: i64,
     /// Records not yet committed by the group.
     pub lag: i64,
+    /// Age in seconds of its oldest record not yet committed (see `lag.seconds`); absent when
+    /// unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<i64>,
 }
 
 /// Dead-letter counts.
@@ -752,8 +833,43 @@ pub struct DeadLetterStatus {
     /// The dead-letter topics of this resource.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<String>,
-    /// Records currently held in them (high minus low watermark, summed).
+    /// Records this consumer group dead-lettered, summed over the source partitions. The
+    /// sidecars keep the count in their commits' metadata, so it covers every pod that ever
+    /// consumed, does not fall when retention deletes dead letters, and does not count other
+    /// resources' records sharing the topic. It starts over if a commit's metadata is lost
+    /// (another client committed for the group, or the broker keeps no metadata).
     pub count: i64,
+    /// Records currently held in the dead-letter topics, whoever wrote them (high minus low
+    /// watermark, summed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_topics: Option<i64>,
+    /// The newest dead-lettered records, newest first, at most 10 (the sidecars keep the
+    /// last 3 of each partition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub recent: Vec<DeadLetteredRecord>,
+}
+
+impl DeadLetterStatus {
+    /// Most records listed in `recent` (the schema's `maxItems`).
+    pub const MAX_RECENT: usize = 10;
+}
+
+/// One record sent to the dead-letter topic.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetteredRecord {
+    /// Where it came from.
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// `<topic>/<partition>/<offset>`: the `idempotency-key` it was delivered with, and the
+    /// `kcp-dlq-*` coordinates headers of its dead-letter record.
+    pub idempotency_key: String,
+    /// Why, for example `retries exhausted after 5 attempts (last 503)`.
+    pub reason: String,
+    /// When it was dead-lettered.
+    pub at: Time,
 }
 
 // ---- defaults (each is documented on its field) ----

@@ -358,3 +358,70 @@ fn committed_api_reference_matches_the_code() {
         kcp_crds::apidoc::API_DOC_PATH
     );
 }
+
+#[test]
+fn record_format_settings_are_admitted() {
+    let api = ApiServer::new();
+    let mut obj = with(good(), "spec/endpoint/format", json!("cloudevents-binary"));
+    obj = with(
+        obj,
+        "spec/endpoint/cloudEvents",
+        json!({"type": "com.example.order.created", "source": "/shop/orders"}),
+    );
+    obj = with(obj, "spec/endpoint/decode", json!("auto"));
+    obj = with(
+        obj,
+        "spec/kafka/schemaRegistry",
+        json!({
+            "url": "https://registry.kafka.svc:8081",
+            "basicAuth": {"secretName": "registry-user"},
+            "tls": {"secretName": "registry-tls", "caKey": "ca.crt", "certKey": "tls.crt", "keyKey": "tls.key"},
+            "requestTimeout": "5s",
+            "cache": {"maxSchemas": 50, "errorTtl": "1m"}
+        }),
+    );
+    assert_eq!(api.admit(&obj, None), Vec::<String>::new());
+    let plain_http = with(
+        good(),
+        "spec/kafka/schemaRegistry",
+        json!({"url": "http://registry:8081", "basicAuth": {"secretName": "r"}, "allowCleartextPassword": true}),
+    );
+    assert_eq!(api.admit(&plain_http, None), Vec::<String>::new());
+}
+
+/// `kubectl get kcp` shows readiness, replicas, lag in records and in time, and this group's
+/// dead letters; each column's path names a field the status schema has, with its type.
+#[test]
+fn printer_columns_read_fields_the_status_has() {
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_value(KafkaConsumerProxy::crd()).expect("CRD as JSON");
+    let version = &crd["spec"]["versions"][0];
+    let columns: Vec<(String, String, String)> = version["additionalPrinterColumns"]
+        .as_array()
+        .expect("printer columns")
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            (s("name"), s("type"), s("jsonPath"))
+        })
+        .collect();
+    let names: Vec<&str> = columns.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(names, ["Ready", "Replicas", "Lag", "Behind", "DLQ", "Age"]);
+    let schema = &version["schema"]["openAPIV3Schema"];
+    for (name, type_, path) in &columns {
+        let Some(field_path) = path.strip_prefix(".status.") else {
+            continue;
+        };
+        // `conditions[?(@.type=="Ready")].status` reads a condition's status: a string.
+        let field_path = field_path.split('[').next().unwrap_or_default();
+        let mut node = &schema["properties"]["status"];
+        for part in field_path.split('.') {
+            node = &node["properties"][part];
+        }
+        if field_path == "conditions" {
+            assert_eq!(node["type"], "array", "{name}");
+            continue;
+        }
+        assert_eq!(node["type"], json!(type_), "column {name} reads {path}");
+    }
+}

@@ -14,6 +14,8 @@
 -- describe) does not change it either: nothing fails until a record must be dead-lettered, and
 -- brokers that create topics on first use create a missing one then. The message adds the
 -- condition's reason and message (what to do), so a Healthy resource still shows it.
+-- PartitionsStuck=True (a partition's committed offset has not moved for the stuck window) does
+-- not change it either: the pods are fine, a record is not; the message names the partitions.
 -- Tested on every status the operator can write: samples.json, generated from the status code.
 -- Argo CD runs this with gopher-lua (Lua 5.1): no goto, no integer division, no bit operators.
 local hs = { status = "Progressing", message = "Waiting for the operator to report status" }
@@ -41,6 +43,10 @@ local function with_notes(message)
   local dead_letter = by_type["DeadLetterTopicsReady"]
   if dead_letter ~= nil and dead_letter.status == "False" then
     message = message .. "; " .. describe(dead_letter, "DeadLetterTopicMissing")
+  end
+  local stuck = by_type["PartitionsStuck"]
+  if stuck ~= nil and stuck.status == "True" then
+    message = message .. "; " .. describe(stuck, "PartitionsStuck")
   end
   return message
 end

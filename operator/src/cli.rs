@@ -29,6 +29,12 @@ pub struct Args {
     #[arg(long, env = "KCP_LAG_REFRESH_INTERVAL", default_value = "30s")]
     pub lag_refresh_interval: Duration,
 
+    /// How long a partition's committed offset must stay put while it has records to consume
+    /// before the resource reports it stuck (`PartitionsStuck`). Judged at each lag read, so
+    /// at least one lag refresh interval in practice.
+    #[arg(long, env = "KCP_STUCK_AFTER", default_value = "5m")]
+    pub stuck_after: Duration,
+
     /// Longest time one lag probe may spend talking to Kafka.
     #[arg(long, env = "KCP_LAG_PROBE_TIMEOUT", default_value = "15s")]
     pub lag_probe_timeout: Duration,
@@ -74,6 +80,7 @@ mod tests {
     fn defaults_and_typed_durations() {
         let args = Args::try_parse_from(["kcp-operator"]).expect("defaults parse");
         assert_eq!(args.lag_refresh_interval, Duration::from_secs(30));
+        assert_eq!(args.stuck_after, Duration::from_secs(300));
         assert!(args.leader_election);
         assert_eq!(args.namespace, None);
         let args = Args::try_parse_from([

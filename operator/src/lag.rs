@@ -17,7 +17,8 @@
 //!   refresh; it never waits for Kafka. The reader reads in the background, a bounded number at
 //!   once per cluster, each read within a deadline, and asks for a reconcile when figures change;
 //! - [`kafka`]: the librdkafka calls (batched: a few requests per read, whatever the number of
-//!   partitions) and the clients, shared per cluster.
+//!   partitions) and the clients, shared per cluster;
+//! - [`stuck`]: the pure window that tells a partition that does not move from a slow one.
 //!
 //! Credentials live only in memory here.
 
@@ -27,13 +28,16 @@ use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
 use kcp_crds::{
     config::SecurityProtocol,
-    v1alpha1::{DeadLetterStatus, LagStatus, PartitionLag, SaslMechanism},
+    v1alpha1::{DeadLetterStatus, LagStatus, PartitionLag, SaslMechanism, StuckPartition},
 };
 use rdkafka::{error::KafkaError, types::RDKafkaRespErr};
 
 mod kafka;
 mod reader;
-pub use kafka::{KafkaLagSource, KafkaLimits};
+pub mod stuck;
+pub use kafka::{
+    KafkaLagSource, KafkaLimits, MAX_PEEKED, Oldest, merge_notes, record_state, seconds_behind,
+};
 pub use reader::{LagReader, ReadLimits, ResourceKey};
 
 /// What to read: one resource's cluster, group and topics.
@@ -96,7 +100,7 @@ impl fmt::Debug for Credentials {
 }
 
 /// Figures read from Kafka in one read, summarized.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LagSnapshot {
     /// At most [`LagStatus::MAX_PARTITIONS`]: the most lagging, sorted by topic, then partition.
     pub partitions: Vec<PartitionLag>,
@@ -109,6 +113,27 @@ pub struct LagSnapshot {
     pub missing_topics: Vec<String>,
     /// Dead-letter topics a dead-letter produce would fail on.
     pub dead_letter_check: DeadLetterCheck,
+    /// Age in seconds of the oldest uncommitted record over every partition whose age is
+    /// known; `None` when none is.
+    pub seconds: Option<i64>,
+    /// Every partition's position and what its commit says, for the stuck window. Not
+    /// reported; [`LagReader`] turns it into `stuck`.
+    pub positions: Vec<Position>,
+    /// Partitions stuck for the window, at most [`StuckPartition::MAX`], set by the reader.
+    pub stuck: Vec<StuckPartition>,
+    /// Stuck partitions in all, listed or not.
+    pub stuck_count: usize,
+}
+
+/// Where one partition of the group stands, and what its last commit said of the record there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: Option<i64>,
+    pub lag: i64,
+    /// `kafka::record_state` of the committed offset's record.
+    pub record: Option<String>,
 }
 
 /// What one read learnt about the dead-letter topics besides their counts: those a dead-letter
@@ -145,6 +170,7 @@ impl LagSnapshot {
         dead_letter_check: DeadLetterCheck,
     ) -> Self {
         let total = all.iter().map(|p| p.lag).sum();
+        let seconds = all.iter().filter_map(|p| p.lag_seconds).max();
         let partition_count = i32::try_from(all.len()).unwrap_or(i32::MAX);
         let by_position = |a: &PartitionLag, b: &PartitionLag| {
             (&a.topic, a.partition).cmp(&(&b.topic, b.partition))
@@ -159,11 +185,17 @@ impl LagSnapshot {
             dead_letter,
             missing_topics,
             dead_letter_check,
+            seconds,
+            positions: Vec::new(),
+            stuck: Vec::new(),
+            stuck_count: 0,
         }
     }
 }
 
 /// The lag figures a reconcile works with.
+// One per resource, moved rarely: boxing the snapshot would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum LagObservation {
     /// Read from Kafka at `read_at`.
@@ -211,6 +243,8 @@ pub enum LagError {
         #[source]
         source: KafkaError,
     },
+    #[error("reading the oldest uncommitted records")]
+    Peek(#[source] KafkaError),
     #[error("the broker did not report a watermark of {topic}/{partition}")]
     NoWatermark { topic: String, partition: i32 },
     #[error("the read did not finish within {0:?}")]
@@ -266,6 +300,7 @@ mod tests {
             committed_offset: None,
             high_watermark: lag,
             lag,
+            lag_seconds: None,
         }
     }
 

@@ -1,13 +1,18 @@
 //! Prometheus metrics of the operator, all prefixed `kcp_operator_`.
 //!
 //! One [`Metrics`] for the process, registered into one registry served on `/metrics` by
-//! `admin`. Labels are bounded: an error category, a resource kind; never an object name.
+//! `admin`. Labels are bounded: an error category, a resource kind; never an object name,
+//! except the per-resource figures ([`resources`]), labelled with the namespace and name of each
+//! `KafkaConsumerProxy` (one series per resource and figure, dropped after its deletion).
+
+pub mod resources;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::{Registry, Unit},
 };
+pub use resources::{Figures, Resources};
 
 /// Label of a failed reconcile: `Error::category()`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,6 +51,8 @@ pub struct Metrics {
     pub lease_writes: Counter,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
+    /// Every resource's lag, stuck partitions, dead letters and readiness ([`resources`]).
+    pub resources: Resources,
 }
 
 impl Default for Metrics {
@@ -64,6 +71,7 @@ impl Default for Metrics {
             api_writes: Family::default(),
             lease_writes: Counter::default(),
             leader: Gauge::default(),
+            resources: Resources::default(),
         }
     }
 }
@@ -121,6 +129,7 @@ impl Metrics {
             "1 while this replica holds the leader Lease",
             m.leader.clone(),
         );
+        r.register_collector(Box::new(m.resources.clone()));
         m
     }
 

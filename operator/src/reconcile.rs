@@ -36,7 +36,7 @@ use tracing::{info, warn};
 use crate::{
     Error, ErrorKind,
     lag::{LagObservation, LagReader, LagTarget, ResourceKey, error_chain},
-    metrics::{CategoryLabel, Metrics},
+    metrics::{CategoryLabel, Figures, Metrics},
 };
 use build::{BuildOptions, config_map_name, deployment_name, selector_string};
 use status::{KAFKA_REACHABLE, Outcome, READY, Reason};
@@ -196,6 +196,13 @@ async fn reconcile_kcp(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Action
         previous,
         now: crate::now_seconds(),
     });
+    let stuck = match &lag {
+        LagObservation::Fresh { snapshot, .. } => snapshot.stuck_count,
+        _ => new_status.stuck.len(),
+    };
+    ctx.metrics
+        .resources
+        .set(&namespace, &name, Figures::of(&new_status, stuck));
     if previous != Some(&new_status) {
         let api: Api<KafkaConsumerProxy> = Api::namespaced(ctx.client.clone(), &namespace);
         apply::write_status(&api, &name, &new_status, &ctx.metrics).await?;
@@ -214,6 +221,7 @@ async fn converge(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Converged, 
         &v.namespace,
         &v.name,
         v.spec.kafka.auth.as_ref(),
+        v.spec.kafka.schema_registry.as_ref(),
     )
     .await?;
     v.secrets_hash = secrets.fingerprint;

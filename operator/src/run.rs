@@ -176,11 +176,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ..KafkaLimits::default()
     });
     let lag_refresh = args.lag_refresh_interval.as_std();
+    // Reconciles come at least every lag refresh; a resource not seen for three is gone.
+    metrics.resources.set_ttl(lag_refresh * 3);
     let (lag_reader, lag_updates) = LagReader::new(
         Arc::new(source),
         lag_refresh,
         ReadLimits {
             deadline,
+            stuck_after: args.stuck_after.as_std(),
             ..ReadLimits::default()
         },
         metrics.clone(),

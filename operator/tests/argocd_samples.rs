@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 
 use inputs::{
     RUNNING, SUSPENDED, blocked, dead_letter_problem, deployment, kafka_down, lag, status, stuck,
-    terminating, unseen, user_errors,
+    stuck_partition, terminating, unseen, user_errors,
 };
 
 const SAMPLES: &str = "manifests/argocd/samples.json";
@@ -39,7 +39,7 @@ const REGENERATE: &str = "KCP_UPDATE_SNAPSHOTS=1 cargo test -p kcp-operator --te
 
 /// Every condition reason the operator writes. `sample_for` matches on each without a
 /// wildcard, so a new `Reason` does not compile until it has a sample here.
-const ALL_REASONS: [Reason; 15] = [
+const ALL_REASONS: [Reason; 17] = [
     Reason::Available,
     Reason::Suspended,
     Reason::DeploymentProgressing,
@@ -55,6 +55,8 @@ const ALL_REASONS: [Reason; 15] = [
     Reason::DeadLetterTopicsExist,
     Reason::DeadLetterTopicMissing,
     Reason::DeadLetterTopicNotAuthorized,
+    Reason::PartitionsStuck,
+    Reason::PartitionsMoving,
 ];
 
 /// The sample that shows `reason` to Argo CD.
@@ -77,6 +79,8 @@ fn sample_for(reason: Reason) -> &'static str {
         Reason::DeadLetterTopicNotAuthorized => {
             "ready, a dead-letter topic the Kafka user may not describe"
         }
+        Reason::PartitionsStuck => "ready, a partition stuck",
+        Reason::PartitionsMoving => "ready",
     }
 }
 
@@ -243,6 +247,20 @@ fn samples() -> Vec<Sample> {
         ),
         "Healthy",
         "DeadLetterTopicNotAuthorized: the resource's Kafka user may not describe dead-letter topic orders-dlq",
+    );
+    add(
+        "ready, a partition stuck",
+        1,
+        status(
+            1,
+            RUNNING,
+            Some(&ready_dep),
+            &stuck_partition(0, 400),
+            Some(&ready),
+            400,
+        ),
+        "Healthy",
+        "3 of 3 pods available; PartitionsStuck: orders/0 stuck at offset 1000 for 6m40s (record tried 17 times, last 503)",
     );
     add(
         "suspending, pods terminating",

@@ -146,6 +146,7 @@ async fn scenario() {
     let limits = ReadLimits {
         deadline: DEAD_DEADLINE,
         per_cluster: 4,
+        ..ReadLimits::default()
     };
     let (reader, mut updates) =
         LagReader::new(Arc::new(source.clone()), REFRESH, limits, metrics.clone());

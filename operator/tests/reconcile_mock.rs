@@ -760,3 +760,60 @@ async fn a_pod_field_newer_than_the_operators_types_reaches_the_deployment() {
         "orders-2"
     );
 }
+
+/// The schema registry's Secret needs the same consent as Kafka's, its values are never written
+/// anywhere, and a rotated registry password rolls the pods.
+#[tokio::test]
+async fn a_schema_registry_secret_needs_consent_and_its_rotation_rolls_the_pods() {
+    const REGISTRY_PASSWORD: &str = "registry-s3cret-value";
+    let fake = FakeApi::new();
+    let mut spec = port_app_spec();
+    spec["kafka"]["schemaRegistry"] = json!({
+        "url": "https://registry.kafka.svc:8081",
+        "basicAuth": {"secretName": "registry-user"}
+    });
+    spec["endpoint"]["decode"] = json!("avro");
+    fake.put(KCP_PATH, kcp_json(spec));
+    fake.put(
+        &secret_path("registry-user"),
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "registry-user", "namespace": "shop",
+                         "annotations": {"kafkaproxy.io/allowed-consumers": "payments"}},
+            "data": {"username": B64.encode("reader"), "password": B64.encode(REGISTRY_PASSWORD)}
+        }),
+    );
+    let lag = StubLag::new(0);
+    let (ctx, _) = context(&fake, &lag, REFRESH);
+
+    let err = reconcile(current(&fake), ctx.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::SecretNotAllowed { .. }), "{err:?}");
+    assert!(fake.get(DEPLOYMENT_PATH).is_none(), "no pod refers to it");
+
+    fake.edit(&secret_path("registry-user"), |s| {
+        s["metadata"]["annotations"] = json!({"kafkaproxy.io/allowed-consumers": "orders"})
+    });
+    fake.take_calls();
+    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    let calls = fake.take_calls();
+    for c in calls.iter().filter(|c| c.is_write()) {
+        assert!(
+            !String::from_utf8_lossy(&c.raw_body).contains(REGISTRY_PASSWORD),
+            "a registry password was written"
+        );
+    }
+    let secrets_hash = |fake: &FakeApi| {
+        fake.get(DEPLOYMENT_PATH).unwrap()["spec"]["template"]["metadata"]["annotations"]
+            ["kafkaproxy.io/secrets-hash"]
+            .clone()
+    };
+    let before = secrets_hash(&fake);
+    assert!(before.is_string(), "{before}");
+
+    fake.edit(&secret_path("registry-user"), |s| {
+        s["data"]["password"] = json!(B64.encode("rotated"))
+    });
+    reconcile(current(&fake), ctx).await.unwrap();
+    assert!(writes(&fake.take_calls()).contains(&patch(DEPLOYMENT_PATH)));
+    assert_ne!(secrets_hash(&fake), before);
+}

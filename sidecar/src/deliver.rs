@@ -19,6 +19,7 @@ use std::{
 
 use kcp_crds::{
     SidecarConfig,
+    progress::{DeadLetterKind, DeadLetterNote, Failure},
     v1alpha1::{Guarantee, OnExhausted},
 };
 use tokio::sync::Semaphore;
@@ -60,6 +61,8 @@ pub struct Deliverer {
     pub stats: Arc<Stats>,
     /// Whether the last attempt found the endpoint unreachable (logs once per outage).
     endpoint_down: AtomicBool,
+    /// Whether the last attempt found the schema registry unavailable (logs once per outage).
+    registry_down: AtomicBool,
 }
 
 impl Deliverer {
@@ -83,6 +86,7 @@ impl Deliverer {
             tracker,
             stats,
             endpoint_down: AtomicBool::new(false),
+            registry_down: AtomicBool::new(false),
         }
     }
 
@@ -108,7 +112,9 @@ impl Deliverer {
             first_at: now,
             last_at: now,
         });
-        let end = self.dead_letter(job, &failures, &reason).await;
+        let end = self
+            .dead_letter(job, &failures, &reason, DeadLetterKind::SidecarError)
+            .await;
         self.finish(job, end);
     }
 
@@ -133,7 +139,14 @@ impl Deliverer {
         self.tracker
             .lock()
             .expect("invariant: tracker lock never poisoned")
-            .attempted(&r.tp, job.epoch, r.offset, f.attempts, first_ms);
+            .attempted(
+                &r.tp,
+                job.epoch,
+                r.offset,
+                f.attempts,
+                first_ms,
+                Some(failure_code(&f.last)),
+            );
     }
 
     /// Counts how `job` ended and marks it finished unless it was abandoned.
@@ -178,7 +191,9 @@ impl Deliverer {
                 first_at: now,
                 last_at: now,
             }));
-            return self.dead_letter(job, &failures, &reason).await;
+            return self
+                .dead_letter(job, &failures, &reason, DeadLetterKind::CrashLoop)
+                .await;
         }
         loop {
             let Some(outcome) = self.attempt(job, attempts + 1).await else {
@@ -188,8 +203,15 @@ impl Deliverer {
             if !matches!(decision, Decision::Delivered | Decision::Skip) {
                 self.stats.metrics.attempt_failed(&outcome);
             }
-            if decision != Decision::AppDown && self.endpoint_down.swap(false, Relaxed) {
+            let reached_app = !matches!(
+                outcome,
+                Outcome::Unreachable(_) | Outcome::Undecodable(_) | Outcome::RegistryUnavailable(_)
+            );
+            if reached_app && self.endpoint_down.swap(false, Relaxed) {
                 info!("Endpoint reachable again");
+            }
+            if decision != Decision::RegistryDown && self.registry_down.swap(false, Relaxed) {
+                info!("Schema registry readable again");
             }
             debug!(coordinates = %record.coordinates(), attempt = attempts + 1, ?decision, "Attempt finished");
             let now = SystemTime::now();
@@ -212,19 +234,36 @@ impl Deliverer {
                     debug!(coordinates = %record.coordinates(), waits = down_waits, "Endpoint unreachable");
                     self.backoff.delay(down_waits, jitter())
                 }
+                Decision::RegistryDown => {
+                    // Not the record's fault, and not the app's: records wait, fetching goes on.
+                    down_waits += 1;
+                    if !self.registry_down.swap(true, Relaxed) {
+                        let error = describe(&last_failure(&outcome));
+                        warn!(%error, "Schema registry unavailable; records wait for it without counting attempts");
+                        self.stats.set_last_error(error);
+                    }
+                    debug!(coordinates = %record.coordinates(), waits = down_waits, "Schema registry unavailable");
+                    self.backoff.delay(down_waits, jitter())
+                }
                 Decision::DeadLetter { reason } => {
                     attempts += 1;
                     FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
                     self.note_attempts(job, &failures);
-                    return self.dead_letter(job, &failures, &reason).await;
+                    return self
+                        .dead_letter(job, &failures, &reason, DeadLetterKind::Refused)
+                        .await;
                 }
                 Decision::Reject { reason } => {
                     attempts += 1;
                     down_waits = 0;
                     FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
                     self.note_attempts(job, &failures);
+                    let kind = match outcome {
+                        Outcome::Undecodable(_) => DeadLetterKind::Undecodable,
+                        _ => DeadLetterKind::Refused,
+                    };
                     match self
-                        .exhausted(job, &failures, &reason, &mut blocked_logged)
+                        .exhausted(job, &failures, (&reason, kind), &mut blocked_logged)
                         .await
                     {
                         Some(end) => return end,
@@ -241,14 +280,14 @@ impl Deliverer {
                     // is `AppDown` above: never delivered, so waiting for the app is safe.
                     let at_most_once = self.guarantee == Guarantee::AtMostOnce;
                     if at_most_once || (self.max_attempts != 0 && attempts >= self.max_attempts) {
-                        let why = if at_most_once {
-                            "not retried (atMostOnce)"
+                        let (why, kind) = if at_most_once {
+                            ("not retried (atMostOnce)", DeadLetterKind::NotRetried)
                         } else {
-                            "retries exhausted"
+                            ("retries exhausted", DeadLetterKind::RetriesExhausted)
                         };
                         let reason = format!("{why}: {}", describe(&last_failure(&outcome)));
                         match self
-                            .exhausted(job, &failures, &reason, &mut blocked_logged)
+                            .exhausted(job, &failures, (&reason, kind), &mut blocked_logged)
                             .await
                         {
                             Some(end) => return end,
@@ -306,7 +345,7 @@ impl Deliverer {
         &self,
         job: &Job,
         failures: &Option<FailureLog>,
-        reason: &str,
+        (reason, kind): (&str, DeadLetterKind),
         blocked_logged: &mut bool,
     ) -> Option<End> {
         let r = &job.record;
@@ -315,7 +354,7 @@ impl Deliverer {
                 warn!(topic = %r.tp.topic, partition = r.tp.partition, offset = r.offset, reason, "Skipped record");
                 Some(End::Skipped)
             }
-            OnExhausted::DeadLetter => Some(self.dead_letter(job, failures, reason).await),
+            OnExhausted::DeadLetter => Some(self.dead_letter(job, failures, reason, kind).await),
             OnExhausted::Block => {
                 if !*blocked_logged {
                     *blocked_logged = true;
@@ -327,8 +366,15 @@ impl Deliverer {
         }
     }
 
-    /// Produces to the dead-letter topic until the broker acknowledges (or a stop).
-    async fn dead_letter(&self, job: &Job, failures: &Option<FailureLog>, reason: &str) -> End {
+    /// Produces to the dead-letter topic until the broker acknowledges (or a stop); then the
+    /// partition's next commit counts it (`offsets/carry.rs`), which the operator reports.
+    async fn dead_letter(
+        &self,
+        job: &Job,
+        failures: &Option<FailureLog>,
+        reason: &str,
+        kind: DeadLetterKind,
+    ) -> End {
         let r = &job.record;
         let p = &job.partition;
         let failure = failures.clone().unwrap_or_else(|| FailureLog {
@@ -347,6 +393,17 @@ impl Deliverer {
             match result {
                 Ok((topic, partition, offset)) => {
                     warn!(coordinates = %r.coordinates(), reason, dlq_topic = %topic, dlq_partition = partition, dlq_offset = offset, "Dead-lettered record");
+                    let note = DeadLetterNote {
+                        offset: r.offset,
+                        at_ms: u64::try_from(now_ms()).unwrap_or_default(),
+                        kind,
+                        attempts: failure.attempts,
+                        last: (failure.attempts > 0).then(|| failure_code(&failure.last)),
+                    };
+                    self.tracker
+                        .lock()
+                        .expect("invariant: tracker lock never poisoned")
+                        .dead_lettered(&r.tp, job.epoch, note);
                     return End::DeadLettered;
                 }
                 Err(e) => {
@@ -407,11 +464,26 @@ fn error_source(e: &dyn std::error::Error) -> String {
     e.source().map(ToString::to_string).unwrap_or_default()
 }
 
+/// The error text of an attempt that timed out.
+const TIMED_OUT: &str = "request timed out";
+
 fn last_failure(outcome: &Outcome) -> LastFailure {
     match outcome {
         Outcome::Response { status, .. } => LastFailure::Status(*status),
-        Outcome::Timeout => LastFailure::Error("request timed out".into()),
-        Outcome::Unreachable(e) | Outcome::Failed(e) => LastFailure::Error(e.clone()),
+        Outcome::Timeout => LastFailure::Error(TIMED_OUT.into()),
+        Outcome::Unreachable(e)
+        | Outcome::Failed(e)
+        | Outcome::Undecodable(e)
+        | Outcome::RegistryUnavailable(e) => LastFailure::Error(e.clone()),
+    }
+}
+
+/// How the commit metadata records `last` (`progress.rs`).
+fn failure_code(last: &LastFailure) -> Failure {
+    match last {
+        LastFailure::Status(s) => Failure::status(*s),
+        LastFailure::Error(e) if e == TIMED_OUT => Failure::Timeout,
+        LastFailure::Error(_) => Failure::Error,
     }
 }
 

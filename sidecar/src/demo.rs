@@ -9,8 +9,16 @@
 //! the committed offsets reached the end of every partition, and that each key's records reached
 //! the app in production order (`partition` and `key` ordering). [`DemoReport::passed`] is the
 //! verdict; the binary exits non-zero when it is false.
+//!
+//! `--format cloudevents-binary` (or `-structured`) sends each record as a CloudEvent, and the
+//! app checks that every request is one. `--avro` writes the records in Avro through a schema
+//! registry stand-in ([`RegistryStandIn`]) and has the sidecar decode them to JSON;
+//! `--undecodable-every N` makes every Nth of them name a schema the registry does not have,
+//! which the sidecar dead-letters without sending ([`formats`]).
 
 mod app;
+pub mod formats;
+mod registry;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -26,6 +34,7 @@ use kcp_crds::{SidecarConfig, v1alpha1::Ordering};
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
+    message::{Header, OwnedHeaders},
     mocking::MockCluster,
     producer::{FutureProducer, FutureRecord},
 };
@@ -35,6 +44,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{Pipeline, admin::Admin, stats::StatsSnapshot};
 
 pub use app::{AppLog, SampleApp};
+pub use registry::RegistryStandIn;
+
+use self::formats::{Encoding, INDEX_HEADER};
+use kcp_crds::config::Format;
 
 const TOPIC: &str = "orders";
 const DLQ_TOPIC: &str = "orders-dlq";
@@ -70,6 +83,17 @@ pub struct DemoOptions {
     /// while the demo runs (default 127.0.0.1:9090 when given without a value).
     #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:9090")]
     pub admin: Option<SocketAddr>,
+    /// Request format: raw, cloudevents-binary or cloudevents-structured (endpoint.format).
+    #[arg(long, default_value = "raw", value_parser = parse_format)]
+    pub format: Format,
+    /// Write the records in Avro, with their schema in a schema registry stand-in, and have the
+    /// sidecar decode them to JSON (endpoint.decode: avro).
+    #[arg(long)]
+    pub avro: bool,
+    /// With --avro: every Nth record names a schema id the registry does not have (the sidecar
+    /// dead-letters it without sending it); 0 = never.
+    #[arg(long, default_value_t = 0)]
+    pub undecodable_every: usize,
     /// No progress display (tests).
     #[arg(skip)]
     pub quiet: bool,
@@ -86,8 +110,30 @@ impl Default for DemoOptions {
             fail_rate: 0.1,
             reject_every: 250,
             admin: None,
+            format: Format::Raw,
+            avro: false,
+            undecodable_every: 0,
             quiet: false,
         }
+    }
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    match s {
+        "raw" => Ok(Format::Raw),
+        "cloudevents-binary" => Ok(Format::CloudeventsBinary),
+        "cloudevents-structured" => Ok(Format::CloudeventsStructured),
+        other => Err(format!(
+            "unknown format {other:?}: use raw, cloudevents-binary or cloudevents-structured"
+        )),
+    }
+}
+
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Raw => "raw",
+        Format::CloudeventsBinary => "cloudevents-binary",
+        Format::CloudeventsStructured => "cloudevents-structured",
     }
 }
 
@@ -115,6 +161,10 @@ pub struct DemoReport {
     pub rejected: usize,
     /// First attempts the app failed with 500.
     pub failed_first_attempts: usize,
+    /// Records written so that they cannot be decoded (expected in the dead-letter topic).
+    pub undecodable: usize,
+    /// Requests that were not CloudEvents although `--format` asked for them (must be 0).
+    pub not_cloudevents: usize,
     /// Distinct records found in the dead-letter topic.
     pub dead_lettered: usize,
     /// Record indexes neither accepted nor dead-lettered (must be empty).
@@ -131,6 +181,7 @@ impl DemoReport {
     /// Every check passed.
     pub fn passed(&self) -> bool {
         self.missing.is_empty()
+            && self.not_cloudevents == 0
             && self.uncommitted.is_empty()
             && self.order_violations.as_ref().is_none_or(Vec::is_empty)
     }
@@ -147,14 +198,23 @@ impl fmt::Display for DemoReport {
         writeln!(f, "── kcp-sidecar demo: summary ──")?;
         writeln!(
             f,
-            "  setup      {} records, {} keys, {} partitions, ordering={}, maxInFlight={}, failRate={}, rejectEvery={}",
+            "  setup      {} records, {} keys, {} partitions, ordering={}, maxInFlight={}, failRate={}, rejectEvery={}, format={}{}",
             self.produced,
             o.keys,
             o.partitions,
             ordering_name(o.ordering),
             o.max_in_flight,
             o.fail_rate,
-            o.reject_every
+            o.reject_every,
+            format_name(o.format),
+            if o.avro {
+                format!(
+                    ", avro via the registry stand-in, undecodableEvery={}",
+                    o.undecodable_every
+                )
+            } else {
+                String::new()
+            }
         )?;
         writeln!(
             f,
@@ -172,6 +232,26 @@ impl fmt::Display for DemoReport {
             "  app        accepted {} distinct records ({} duplicates), failed {} first attempts with 500, rejected {} with 422",
             self.accepted, self.duplicates, self.failed_first_attempts, self.rejected
         )?;
+        if o.avro {
+            writeln!(
+                f,
+                "  decoding   Avro records reached the app as JSON; {} written with an unknown schema id were dead-lettered by the sidecar, never sent",
+                self.undecodable
+            )?;
+        }
+        if o.format != Format::Raw {
+            writeln!(
+                f,
+                "  [{}] every request was a CloudEvent ({}){}",
+                mark(self.not_cloudevents == 0),
+                format_name(o.format),
+                if self.not_cloudevents == 0 {
+                    String::new()
+                } else {
+                    format!(": {} were NOT", self.not_cloudevents)
+                }
+            )?;
+        }
         writeln!(
             f,
             "  [{}] every record accounted for: {} accepted + {} in {DLQ_TOPIC} = {} of {} produced{}",
@@ -233,9 +313,15 @@ fn ordering_name(o: Ordering) -> &'static str {
     }
 }
 
-/// The sidecar config the demo runs with: the production defaults, short retry backoffs.
-pub fn demo_config(bootstrap: &str, app_url: &str, o: &DemoOptions) -> SidecarConfig {
-    let v = json!({
+/// The sidecar config the demo runs with: the production defaults, short retry backoffs;
+/// `registry_url` with `--avro`.
+pub fn demo_config(
+    bootstrap: &str,
+    app_url: &str,
+    registry_url: Option<&str>,
+    o: &DemoOptions,
+) -> SidecarConfig {
+    let mut v = json!({
         "kafka": {
             "bootstrapServers": bootstrap,
             "topics": [TOPIC],
@@ -262,6 +348,16 @@ pub fn demo_config(bootstrap: &str, app_url: &str, o: &DemoOptions) -> SidecarCo
         },
         "log": {"level": "warn", "format": "plain"}
     });
+    if o.format != Format::Raw {
+        v["endpoint"]["format"] = json!(format_name(o.format));
+        v["endpoint"]["cloudEvents"] = json!({"type": "io.kafkaproxy.demo.order"});
+    }
+    if let Some(url) = registry_url {
+        v["kafka"]["schemaRegistry"] = json!({
+            "url": url, "requestTimeout": "5s", "maxSchemas": 100, "errorTtl": "30s"
+        });
+        v["endpoint"]["decode"] = json!("avro");
+    }
     SidecarConfig::parse(&v.to_string()).expect("invariant: the demo config is valid")
 }
 
@@ -288,7 +384,23 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     let app = SampleApp::start(options.fail_rate, options.reject_every)
         .await
         .context("starting the sample app")?;
-    produce(&bootstrap, &options).await?;
+    let registry = if options.avro {
+        Some(
+            RegistryStandIn::start()
+                .await
+                .context("starting the schema registry stand-in")?,
+        )
+    } else {
+        None
+    };
+    let encoding = match &registry {
+        Some(r) => Encoding::avro(r, options.undecodable_every)?,
+        None => Encoding::json(),
+    };
+    produce(&bootstrap, &options, &encoding).await?;
+    let undecodable = (0..options.records)
+        .filter(|i| encoding.is_undecodable(*i))
+        .count();
     out.line(&format!(
         "produced {} records to {TOPIC} ({} partitions, {} keys); app at {}",
         options.records,
@@ -297,7 +409,15 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         app.url()
     ));
 
-    let config = demo_config(&bootstrap, &app.url(), &options);
+    if let Some(r) = &registry {
+        out.line(&format!(
+            "schema registry stand-in at {} (subject {}); the sidecar decodes Avro to JSON",
+            r.url(),
+            formats::SUBJECT
+        ));
+    }
+    let registry_url = registry.as_ref().map(RegistryStandIn::url);
+    let config = demo_config(&bootstrap, &app.url(), registry_url.as_deref(), &options);
     let pipeline = Pipeline::new(config);
     let stats = pipeline.stats();
     let stop_admin = CancellationToken::new();
@@ -349,7 +469,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     let log = app.log();
     let dlq = {
         let b = bootstrap.clone();
-        let (partitions, expected) = (options.partitions, log.rejected.len());
+        let (partitions, expected) = (options.partitions, log.rejected.len() + undecodable);
         tokio::task::spawn_blocking(move || read_dead_letters(&b, partitions, expected))
             .await
             .context("the dead-letter reader panicked")??
@@ -372,6 +492,12 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         duplicates: log.accepted.len() - accepted.len(),
         rejected: log.rejected.len(),
         failed_first_attempts: log.failed,
+        undecodable,
+        not_cloudevents: if options.format == Format::Raw {
+            0
+        } else {
+            log.not_cloudevents
+        },
         dead_lettered: dlq.len(),
         missing,
         uncommitted,
@@ -404,23 +530,35 @@ fn order_violations(log: &AppLog, keys: usize) -> Vec<String> {
     bad.into_values().collect()
 }
 
-/// Record `i` has key `key-{i % keys}` and value `{i}`.
-async fn produce(bootstrap: &str, o: &DemoOptions) -> anyhow::Result<()> {
+/// Record `i` has key `key-{i % keys}` and carries `i` in its value ([`formats`]).
+async fn produce(bootstrap: &str, o: &DemoOptions, encoding: &Encoding) -> anyhow::Result<()> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .set("enable.idempotence", "true")
         .create()
         .context("creating the demo producer")?;
-    let values: Vec<(String, String)> = (0..o.records)
-        .map(|i| (format!("key-{}", i % o.keys), i.to_string()))
-        .collect();
+    let records = (0..o.records)
+        .map(|i| {
+            let key = format!("key-{}", i % o.keys);
+            let (value, headers) = encoding.record(i, &key)?;
+            let mut kafka_headers = OwnedHeaders::new();
+            for (name, v) in &headers {
+                kafka_headers = kafka_headers.insert(Header {
+                    key: name,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            Ok((key, value, kafka_headers))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     // Sent concurrently; the idempotent producer keeps per-partition order.
-    let sends = values.iter().map(|(key, value)| {
+    let sends = records.iter().map(|(key, value, headers)| {
         producer.send(
             FutureRecord::to(TOPIC)
                 .key(key.as_str())
-                .payload(value.as_str()),
+                .payload(value.as_slice())
+                .headers(headers.clone()),
             Duration::from_secs(10),
         )
     });
@@ -462,11 +600,7 @@ fn read_dead_letters(
             Some(Ok(m)) => {
                 messages += 1;
                 quiet_since = Instant::now();
-                if let Some(i) = m
-                    .payload()
-                    .and_then(|p| std::str::from_utf8(p).ok())
-                    .and_then(|s| s.parse::<usize>().ok())
-                {
+                if let Some(i) = demo_index(&m) {
                     found.insert(i);
                 }
             }
@@ -481,6 +615,15 @@ fn read_dead_letters(
         }
     }
     Ok(found)
+}
+
+/// A demo record's index: its `demo-index` header (kept by the dead-letter copy).
+fn demo_index(m: &impl Message) -> Option<usize> {
+    use rdkafka::message::Headers;
+    m.headers()?
+        .iter()
+        .find(|h| h.key == INDEX_HEADER)
+        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
 }
 
 /// Partitions whose committed offset (group `kcp-demo`) is short of the partition's end.
@@ -637,6 +780,8 @@ mod tests {
             duplicates: 0,
             rejected: 0,
             failed_first_attempts: 0,
+            undecodable: 0,
+            not_cloudevents: 0,
             dead_lettered: 0,
             missing: vec![],
             uncommitted: vec![],

@@ -4,9 +4,14 @@
 //! rustls with the system's root certificates, `SSL_CERT_FILE`/`SSL_CERT_DIR` honoured). One call to
 //! [`Forwarder::attempt`] is one HTTP request, bounded by `requestTimeout` (connecting by
 //! `connectTimeout`); it never retries and never decides: it turns the reply into an [`Outcome`],
-//! and the pure [`classify`] (the reply contract) decides. Request building is in [`request`].
+//! and the pure [`classify`] (the reply contract) decides. Request building is in [`request`],
+//! the CloudEvents shapes in [`cloudevents`]. With `endpoint.decode`, each attempt first decodes
+//! the value ([`Decoder`], schemas cached): a record that cannot be decoded or shaped is
+//! [`Outcome::Undecodable`], a registry that cannot answer [`Outcome::RegistryUnavailable`],
+//! and neither sends a request.
 
 pub mod classify;
+pub mod cloudevents;
 pub mod request;
 
 use std::{
@@ -22,13 +27,18 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use kcp_crds::config::EndpointConfig;
+use kcp_crds::{SidecarConfig, config::EndpointConfig};
 use tracing::warn;
 
 pub use classify::{Decision, Outcome, Policy, classify};
 pub use request::{Target, TargetError};
 
-use crate::{record::Record, retry::parse_retry_after, telemetry::Throttle};
+use crate::{
+    decode::{DecodeError, Decoded, Decoder},
+    record::Record,
+    retry::parse_retry_after,
+    telemetry::Throttle,
+};
 
 /// Reply bodies larger than this are not read for `bodyAck` (the attempt fails).
 pub const MAX_REPLY_BODY: usize = 1024 * 1024;
@@ -44,6 +54,8 @@ pub struct Forwarder {
     /// At most one slow-request warning per [`SLOW_LOG_PERIOD`].
     slow_log: Throttle,
     action_header: Option<HeaderName>,
+    /// `endpoint.decode`: values decoded to JSON before they are sent.
+    decoder: Option<Arc<Decoder>>,
 }
 
 /// Slow requests are logged at most once per this period (with a count of the others).
@@ -78,7 +90,41 @@ impl Forwarder {
             slow_request: endpoint.slow_request_threshold.map(|d| d.as_std()),
             slow_log: Throttle::new(SLOW_LOG_PERIOD),
             action_header,
+            decoder: None,
         })
+    }
+
+    /// The pipeline's forwarder: `endpoint`'s format, the cluster named in CloudEvents sources,
+    /// a keep-alive connection per possible request in flight, and `decoder` when
+    /// `endpoint.decode` is on.
+    pub fn from_config(
+        config: &SidecarConfig,
+        decoder: Option<Arc<Decoder>>,
+    ) -> Result<Self, TargetError> {
+        let mut f = Self::new(
+            &config.endpoint,
+            &config.kafka.group_id,
+            config.delivery.max_in_flight as usize,
+        )?;
+        f.target = f.target.for_cluster(&config.kafka.bootstrap_servers);
+        f.decoder = decoder;
+        Ok(f)
+    }
+
+    /// The decoded value, when there is a decoder and a value; the outcome when it fails.
+    async fn decode(&self, record: &Record) -> Result<Option<Decoded>, Outcome> {
+        let Some(decoder) = &self.decoder else {
+            return Ok(None);
+        };
+        if record.value.is_empty() {
+            // A tombstone (or empty value) has nothing to decode: it is sent empty.
+            return Ok(None);
+        }
+        match decoder.decode(&record.value).await {
+            Ok(d) => Ok(Some(d)),
+            Err(e @ DecodeError::Bad(_)) => Err(Outcome::Undecodable(e.to_string())),
+            Err(DecodeError::Unavailable(why)) => Err(Outcome::RegistryUnavailable(why)),
+        }
     }
 
     /// The reply contract in force.
@@ -88,9 +134,17 @@ impl Forwarder {
 
     /// One HTTP request for `record`; `attempt` is 1-based.
     pub async fn attempt(&self, record: &Record, attempt: u32) -> Outcome {
+        let decoded = match self.decode(record).await {
+            Ok(d) => d,
+            Err(outcome) => return outcome,
+        };
+        let req = match request::build(&self.target, record, attempt, decoded.as_ref()) {
+            Ok(req) => req,
+            Err(why) => return Outcome::Undecodable(why),
+        };
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started) + self.request_timeout;
-        let outcome = self.send(record, attempt, deadline).await;
+        let outcome = self.send(req, deadline).await;
         let elapsed = started.elapsed();
         if let Some(slow) = self.slow_request
             && elapsed > slow
@@ -115,8 +169,11 @@ impl Forwarder {
     /// at the deadline is not a timeout (a 2xx is delivered, a 503 is a 503), the body is just
     /// abandoned (hyper then closes the connection). Only with `bodyAck`, whose 2xx verdict is
     /// in the body, does a body that did not arrive in time make the attempt a timeout.
-    async fn send(&self, record: &Record, attempt: u32, deadline: tokio::time::Instant) -> Outcome {
-        let req = request::build(&self.target, record, attempt);
+    async fn send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        deadline: tokio::time::Instant,
+    ) -> Outcome {
         let resp = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
             Err(_) => return Outcome::Timeout,
             Ok(Ok(resp)) => resp,
@@ -197,7 +254,7 @@ fn never_sent(e: &hyper_util::client::legacy::Error) -> bool {
 }
 
 /// An error and its sources, `: `-separated.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -3,7 +3,8 @@
 //!
 //! Stages, one module each: [`consumer`] (librdkafka setup and callbacks) → [`dispatch`]
 //! (ordering lanes, buffer budgets) → [`deliver`] (per-record state machine) → [`forward`]
-//! (HTTP, and the pure reply contract in [`forward::classify`]) → [`deadletter`] (producer) →
+//! (HTTP, and the pure reply contract in [`forward::classify`]; record formats in
+//! [`forward::cloudevents`] and [`decode`], with the schema registry client) → [`deadletter`] (producer) →
 //! [`offsets`] (pure commit bookkeeping) → [`commit`] (the only code that commits). [`pipeline`]
 //! wires them and is the one entry point: [`Pipeline`] / [`run`]. [`stats`] is the observability
 //! handle; [`gate`] pauses consumption while the app does not answer; [`admin`] serves probes,
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod commit;
 pub mod consumer;
 pub mod deadletter;
+pub mod decode;
 pub mod deliver;
 pub mod demo;
 pub mod dispatch;
@@ -22,7 +24,6 @@ pub mod gate;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
-pub mod progress;
 pub mod record;
 pub mod reset;
 pub mod retry;
@@ -32,5 +33,7 @@ pub mod stats;
 pub mod telemetry;
 pub mod unwind;
 
+/// The commit-metadata codec lives in `kcp-crds`: the operator reads it back for the status.
+pub use kcp_crds::progress;
 pub use pipeline::{Pipeline, PipelineError, run};
 pub use stats::{Stats, StatsSnapshot};

@@ -8,7 +8,10 @@
 //! are fixed sets, `topic` and `partition` are bounded by the assignment. Never a key or offset.
 //! Text exposition only; no HTTP here (that is `admin`).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use prometheus_client::{
     collector::Collector,
@@ -28,7 +31,8 @@ use crate::{
     stats::{Stall, Stats},
 };
 
-/// Failed-attempt class label: `2xx`..`5xx`, `timeout`, `connect`, `error`.
+/// Failed-attempt class label: `2xx`..`5xx`, `timeout`, `connect`, `error`, `undecodable`,
+/// `registry`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClassLabel {
     pub class: &'static str,
@@ -71,6 +75,8 @@ impl DeliveryMetrics {
             Outcome::Timeout => "timeout",
             Outcome::Unreachable(_) => "connect",
             Outcome::Failed(_) => "error",
+            Outcome::Undecodable(_) => "undecodable",
+            Outcome::RegistryUnavailable(_) => "registry",
         }
     }
 
@@ -112,7 +118,7 @@ pub fn registry(stats: &Arc<Stats>) -> Registry {
     );
     registry.register(
         "delivery_failed_attempts",
-        "Delivery attempts that did not deliver, by class (2xx with a retry action or a failed bodyAck, 4xx, 5xx, timeout, connect, error)",
+        "Delivery attempts that did not deliver, by class (2xx with a retry action or a failed bodyAck, 4xx, 5xx, timeout, connect, error, undecodable: the record could not be decoded or shaped, registry: the schema registry could not be read)",
         m.failed_attempts.clone(),
     );
     registry.register_collector(Box::new(StatsCollector(Arc::clone(stats))));
@@ -391,6 +397,51 @@ impl Collector for StatsCollector {
                         ("partition", tp.partition.to_string()),
                     ];
                     ConstGauge::new(lag).encode(d.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        {
+            let g = ConstGauge::new(0i64);
+            let mut d = e.encode_descriptor(
+                "partition_lag_seconds",
+                "Age in seconds of the oldest record this replica took from the partition and has not finished (0 when it has none and the partition has no lag)",
+                None,
+                g.metric_type(),
+            )?;
+            for (tp, p) in &parts {
+                let seconds = match p.oldest_unfinished_ms {
+                    Some(ms) => Some(now_ms.saturating_sub(ms).max(0) / 1000),
+                    None if p.pending == 0 && p.lag == Some(0) => Some(0),
+                    None => None,
+                };
+                if let Some(seconds) = seconds {
+                    let labels = [
+                        ("topic", tp.topic.to_string()),
+                        ("partition", tp.partition.to_string()),
+                    ];
+                    ConstGauge::new(seconds).encode(d.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let g = ConstGauge::new(0i64);
+            let mut d = e.encode_descriptor(
+                "partition_dead_lettered_records",
+                "Records of the partition the consumer group dead-lettered, over every replica that owned it (carried in the commits)",
+                None,
+                g.metric_type(),
+            )?;
+            for (tp, p) in &parts {
+                if let Some(n) = p.dead_lettered {
+                    let labels = [
+                        ("topic", tp.topic.to_string()),
+                        ("partition", tp.partition.to_string()),
+                    ];
+                    ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+                        .encode(d.encode_family(&labels)?)?;
                 }
             }
         }

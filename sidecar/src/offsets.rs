@@ -91,8 +91,14 @@ struct PartitionOffsets {
     requested_progress: Option<Progress>,
     /// Retry state and crash counts of unfinished records (`carry.rs`).
     states: BTreeMap<i64, RecordState>,
+    /// Timestamps (ms) of unfinished records that have one: how old the record at the
+    /// committable offset is (`kcp_partition_lag_seconds`).
+    times: HashMap<i64, i64>,
     /// What the group's committed metadata said when the partition was assigned.
     inherited: Option<Progress>,
+    /// The group's dead-letter count and newest notes on this partition, carried on from the
+    /// previous owner (only those two fields are used).
+    dead_letters: Progress,
 }
 
 impl PartitionOffsets {
@@ -136,6 +142,13 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
     pub fn assign_with(&mut self, key: K, inherited: Option<Progress>) -> Epoch {
         self.next_epoch += 1;
         let epoch = Epoch(self.next_epoch);
+        let dead_letters = inherited
+            .as_ref()
+            .map_or_else(Progress::default, |p| Progress {
+                dead_lettered: p.dead_lettered,
+                notes: p.notes.clone(),
+                ..Progress::default()
+            });
         self.partitions.insert(
             key,
             PartitionOffsets {
@@ -147,7 +160,9 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
                 committed_progress: None,
                 requested_progress: None,
                 states: BTreeMap::new(),
+                times: HashMap::new(),
                 inherited: inherited.map(carry::after_handover),
+                dead_letters,
             },
         );
         epoch
@@ -172,6 +187,11 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
     /// the old log and is forgotten, and a new epoch starts, so neither the old `highest` nor
     /// an old record's completion can move the commit past a record of the new log.
     pub fn dispatched(&mut self, key: &K, offset: i64) -> Dispatched {
+        self.dispatched_at(key, offset, None)
+    }
+
+    /// [`OffsetTracker::dispatched`], knowing the record's timestamp (ms since the epoch).
+    pub fn dispatched_at(&mut self, key: &K, offset: i64, timestamp: Option<i64>) -> Dispatched {
         let Some(p) = self.partitions.get_mut(key) else {
             return Dispatched::NotAssigned;
         };
@@ -183,6 +203,7 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
             p.epoch = Epoch(self.next_epoch);
             p.unfinished.clear();
             p.states.clear();
+            p.times.clear();
             p.highest = None;
             // The group's committed offset is in the old log; the next commit must be sent
             // even if it is lower. What the old commit said of the old log means nothing now.
@@ -202,6 +223,9 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
             }
         }
         p.unfinished.insert(offset);
+        if let Some(ts) = timestamp {
+            p.times.insert(offset, ts);
+        }
         Dispatched::Tracked(p.epoch)
     }
 
@@ -211,6 +235,7 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
         match self.partitions.get_mut(key) {
             Some(p) if p.epoch == epoch => {
                 p.states.remove(&offset);
+                p.times.remove(&offset);
                 p.unfinished.remove(&offset)
             }
             _ => false,
@@ -227,6 +252,20 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
     /// How many records of `key` are unfinished.
     pub fn unfinished(&self, key: &K) -> usize {
         self.partitions.get(key).map_or(0, |p| p.unfinished.len())
+    }
+
+    /// The timestamp of the lowest unfinished record of `key` (where its next commit stands),
+    /// if there is one and it has a timestamp.
+    pub fn oldest_unfinished_timestamp(&self, key: &K) -> Option<i64> {
+        let p = self.partitions.get(key)?;
+        p.times.get(p.unfinished.first()?).copied()
+    }
+
+    /// Records of `key` the group dead-lettered, over every owner (`carry.rs`).
+    pub fn dead_letter_count(&self, key: &K) -> Option<u64> {
+        self.partitions
+            .get(key)
+            .map(|p| p.dead_letters.dead_lettered)
     }
 
     /// The last acknowledged commit of `key`.

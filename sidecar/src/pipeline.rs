@@ -47,6 +47,8 @@ const UNREADABLE_LOG_PERIOD: Duration = Duration::from_secs(10);
 pub enum PipelineError {
     #[error("building the HTTP forwarder")]
     Forwarder(#[source] TargetError),
+    #[error("building the schema registry client")]
+    SchemaRegistry(#[source] crate::decode::registry::RegistryError),
     #[error("building the dead-letter producer")]
     DeadLetter(#[source] DeadLetterError),
     #[error("starting the consumer")]
@@ -62,7 +64,9 @@ impl PipelineError {
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,
-            Self::Forwarder(_) | Self::Consumer(ConsumerError::MissingCredential(_))
+            Self::Forwarder(_)
+                | Self::SchemaRegistry(_)
+                | Self::Consumer(ConsumerError::MissingCredential(_))
         )
     }
 }
@@ -124,12 +128,11 @@ impl Pipeline {
         let stats = self.stats;
         let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
         let d = &config.delivery;
-        let forwarder = Forwarder::new(
-            &config.endpoint,
-            &config.kafka.group_id,
-            d.max_in_flight as usize,
-        )
-        .map_err(PipelineError::Forwarder)?;
+        let decoder = crate::decode::Decoder::from_config(&config, &env_fn)
+            .map_err(PipelineError::SchemaRegistry)?
+            .map(Arc::new);
+        let forwarder =
+            Forwarder::from_config(&config, decoder).map_err(PipelineError::Forwarder)?;
         let dead_letter = DeadLetter::new(&config, &env_fn).map_err(PipelineError::DeadLetter)?;
         // App readiness: the poll loop fetches only while the gate is open (`gate.rs`).
         let prober = Prober::from_config(&config.endpoint).map_err(PipelineError::Forwarder)?;

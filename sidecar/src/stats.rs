@@ -171,6 +171,12 @@ pub struct PartitionStats {
     /// Of those, records parked behind a record that has not finished for
     /// `dispatch::HOLD_AFTER` (refreshed about every second).
     pub parked: u64,
+    /// Timestamp (ms since the epoch) of the lowest unfinished record, where the next commit
+    /// stands, when it has one (refreshed every `commitInterval`).
+    pub oldest_unfinished_ms: Option<i64>,
+    /// Records of this partition the group dead-lettered, over every owner, as the commits
+    /// carry it (refreshed every `commitInterval`).
+    pub dead_lettered: Option<u64>,
     /// Why the sidecar stopped reading this partition although its buffer has room, if it did.
     pub stalled: Option<Stall>,
 }
@@ -339,6 +345,14 @@ impl Stats {
     pub fn set_pending(&self, tp: &Tp, pending: usize) {
         if let Some(p) = self.lock_partitions().get_mut(tp) {
             p.pending = pending as u64;
+        }
+    }
+
+    /// Records what the offset tracker knows of a partition's next commit.
+    pub fn set_progress(&self, tp: &Tp, oldest_unfinished_ms: Option<i64>, dead: Option<u64>) {
+        if let Some(p) = self.lock_partitions().get_mut(tp) {
+            p.oldest_unfinished_ms = oldest_unfinished_ms;
+            p.dead_lettered = dead;
         }
     }
 

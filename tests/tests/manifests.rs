@@ -5,63 +5,27 @@
 //! health check). CI installs them and sets `CI=true`, which makes a missing tool a failure;
 //! on a developer machine without them the check says it was skipped.
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    process::Command,
-};
+mod support;
+
+use std::{collections::BTreeSet, path::Path, process::Command};
 
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The tool's name when it can run here; `None` (after saying so) when it cannot and CI is off.
-fn tool(name: &str, install: &str) -> Option<&'static str> {
-    let found = Command::new(name)
-        .arg("--help")
-        .output()
-        .map(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty())
-        .unwrap_or(false);
-    if found {
-        return Some(name.to_owned().leak());
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{name} is required in CI: {install}"
-    );
-    eprintln!("SKIPPED: {name} not found ({install})");
-    None
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("command starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-fn yaml_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
-        .filter(|v: &Value| !v.is_null())
-        .collect()
-}
+use support::{rendered_at, repo, run, strings, tool};
 
 /// The objects `kubectl apply -k manifests/` would create, rendered by kubectl's kustomize.
 fn rendered() -> Option<Vec<Value>> {
     rendered_at("manifests")
 }
 
-fn rendered_at(dir: &str) -> Option<Vec<Value>> {
-    let kubectl = tool("kubectl", "install kubectl (it bundles kustomize)")?;
-    let out = run(Command::new(kubectl).arg("kustomize").arg(repo().join(dir)));
-    Some(yaml_docs(&out))
+/// Whether `apiVersion` is served by Kubernetes itself (the core group, a group without a dot,
+/// or one under `k8s.io`). Custom resources are checked against their CRDs elsewhere:
+/// `KafkaConsumerProxy` by crds/tests/schema.rs, the KEDA `ScaledObject` by
+/// tests/tests/autoscaling.rs, the monitoring kit by tests/tests/monitoring_kit.rs.
+fn built_in(api_version: &str) -> bool {
+    match api_version.split_once('/') {
+        None => true,
+        Some((group, _)) => !group.contains('.') || group.ends_with(".k8s.io"),
+    }
 }
 
 /// Every (group, resource, verb) the operator's code uses, from `operator/src/api_calls.rs`.
@@ -116,37 +80,32 @@ fn every_installed_object_and_example_validates_against_kubernetes_schemas() {
     let Some(single_namespace) = rendered_at("manifests/overlays/single-namespace") else {
         return;
     };
+    let Some(monitoring) = rendered_at("manifests/overlays/monitoring") else {
+        return;
+    };
     let dir = std::env::temp_dir().join(format!("kcp-manifests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let rendered_file = dir.join("rendered.yaml");
-    let text: String = objs
-        .iter()
-        .map(|o| format!("---\n{}", serde_yaml::to_string(o).expect("serializes")))
+    // Built-in kinds only; custom resources are checked against their CRDs elsewhere (see
+    // `built_in`): the examples' Secret, the monitoring kit's dashboard ConfigMap.
+    let write = |file: &str, objs: &[Value]| {
+        let path = dir.join(file);
+        let text: String = objs
+            .iter()
+            .filter(|o| built_in(o["apiVersion"].as_str().unwrap_or_default()))
+            .map(|o| format!("---\n{}", serde_yaml::to_string(o).expect("serializes")))
+            .collect();
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let rendered_file = write("rendered.yaml", &objs);
+    let overlay_file = write("single-namespace.yaml", &single_namespace);
+    let monitoring_file = write("monitoring.yaml", &monitoring);
+    let examples: Vec<Value> = support::examples()
+        .into_iter()
+        .map(|(_, doc)| doc)
         .collect();
-    std::fs::write(&rendered_file, text).expect("write");
-    let overlay_file = dir.join("single-namespace.yaml");
-    let overlay: String = single_namespace
-        .iter()
-        .map(|o| format!("---\n{}", serde_yaml::to_string(o).expect("serializes")))
-        .collect();
-    std::fs::write(&overlay_file, overlay).expect("write");
-    // Built-in kinds of the examples (the Secret); the KafkaConsumerProxy objects themselves are
-    // checked against the CRD by crds/tests/schema.rs.
-    let examples = dir.join("examples.yaml");
-    let mut builtin = String::new();
-    for entry in std::fs::read_dir(repo().join("manifests/examples")).expect("examples") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
-        for doc in yaml_docs(&text) {
-            if doc["kind"] != "KafkaConsumerProxy" {
-                builtin.push_str(&format!(
-                    "---\n{}",
-                    serde_yaml::to_string(&doc).expect("yaml")
-                ));
-            }
-        }
-    }
-    std::fs::write(&examples, builtin).expect("write");
-    for file in [&rendered_file, &overlay_file, &examples] {
+    let examples = write("examples.yaml", &examples);
+    for file in [&rendered_file, &overlay_file, &monitoring_file, &examples] {
         run(Command::new(validate)
             .args(["--strict", "--kubernetes-version", "1.33.0", "--quiet"])
             .arg(file));
@@ -179,17 +138,7 @@ fn granted(objs: &[Value]) -> BTreeSet<(String, String, String)> {
         .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
     {
         for rule in role["rules"].as_array().expect("rules") {
-            let strings = |k: &str| -> Vec<String> {
-                rule[k]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
+            let strings = |k: &str| strings(&rule[k]);
             for g in strings("apiGroups") {
                 for r in strings("resources") {
                     for v in strings("verbs") {

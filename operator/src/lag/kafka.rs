@@ -7,17 +7,26 @@
 //!    fails the read;
 //! 2. the group's committed offsets of every source partition in one OffsetFetch
 //!    (`rd_kafka_committed` with the whole list), through the group's offsets client;
+//!    Each committed offset comes with the metadata the sidecar wrote (`kcp_crds::progress`):
+//!    why the record there is not finishing, and what the group dead-lettered ([`commits`]);
 //! 3. the high watermarks of every partition, then the low watermarks of those that need one
 //!    (no committed offset, dead-letter topics), each in one call: `offsets_for_times` with the
 //!    special timestamps −1 (latest) and −2 (earliest), which librdkafka sends as one
 //!    ListOffsets request per partition leader. (`fetch_watermarks`, one partition and two
 //!    round trips per call, could not read a topic of a few thousand partitions in 15 s.)
+//! 4. the timestamp of the oldest uncommitted record of each lagging partition, by fetching
+//!    it ([`peek`]): the lag in seconds.
 //!
 //! The calls block, so a read runs on a blocking thread; each call's timeout is the time left
 //! until the read's deadline, at most `call_timeout`. How many reads run at once is the
 //! reader's business ([`super::reader`]); which clients exist is [`clients`]'s.
 
 mod clients;
+mod commits;
+mod peek;
+
+pub use commits::{merge_notes, record_state};
+pub use peek::{MAX_PEEKED, Oldest, seconds_behind};
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -157,12 +166,19 @@ fn read_lag(
 
     // 2. Committed offsets, before the watermarks: a commit made in between can then only
     //    make the lag look larger, never negative.
-    let committed = if source.is_empty() {
-        HashMap::new()
+    let group = if source.is_empty() {
+        None
     } else {
-        let offsets = clients.offsets(target, credentials)?;
-        committed(&offsets, &target.group_id, &source, budget()?)?
+        Some(clients.offsets(target, credentials)?)
     };
+    let commits = match &group {
+        None => HashMap::new(),
+        Some(lease) => committed(&lease.consumer, &target.group_id, &source, budget()?)?,
+    };
+    let committed: HashMap<(String, i32), i64> = commits
+        .iter()
+        .map(|(tp, c)| (tp.clone(), c.offset))
+        .collect();
 
     // 3. Watermarks: high of every partition, low where needed.
     let all: Vec<_> = source.iter().chain(&dead_letter).cloned().collect();
@@ -195,21 +211,53 @@ fn read_lag(
             committed_offset,
             high_watermark,
             lag: lag.max(0),
+            lag_seconds: (lag <= 0).then_some(0),
         });
     }
-    let mut count = 0;
-    for tp in &dead_letter {
-        count += (watermark(&high, tp)? - watermark(&low, tp)?).max(0);
+
+    // 4. How old the oldest uncommitted record of each lagging partition is.
+    let mut lagging: Vec<&PartitionLag> = partitions.iter().filter(|p| p.lag > 0).collect();
+    lagging.sort_by_key(|p| std::cmp::Reverse(p.lag));
+    lagging.truncate(MAX_PEEKED);
+    let positions: Vec<((String, i32), i64)> = lagging
+        .iter()
+        .map(|p| {
+            let tp = (p.topic.clone(), p.partition);
+            let at = p
+                .committed_offset
+                .map_or_else(|| watermark(&low, &tp), Ok)?;
+            Ok((tp, at))
+        })
+        .collect::<Result<_, LagError>>()?;
+    let oldest = match &group {
+        Some(lease) if !positions.is_empty() => peek::oldest(lease, &positions, budget()?)?,
+        _ => HashMap::new(),
+    };
+    let now_ms = commits::now_ms();
+    for p in partitions.iter_mut().filter(|p| p.lag > 0) {
+        let found = oldest.get(&(p.topic.clone(), p.partition)).copied();
+        p.lag_seconds = seconds_behind(found, now_ms);
     }
-    Ok(LagSnapshot::new(
+
+    let mut in_topics = 0;
+    for tp in &dead_letter {
+        in_topics += (watermark(&high, tp)? - watermark(&low, tp)?).max(0);
+    }
+    let dead = commits::dead_letters(&commits);
+    let positions = commits::positions(&partitions, &commits);
+    let mut snapshot = LagSnapshot::new(
         partitions,
         DeadLetterStatus {
             topics: target.dead_letter_topics.clone(),
-            count,
+            count: dead.count,
+            in_topics: Some(in_topics),
+            recent: dead.recent,
         },
         missing_topics,
         dead_letter_check,
-    ))
+    );
+    snapshot.positions = positions;
+    Ok(snapshot)
 }
 
 /// `items` without repeats, in their first order.
@@ -260,14 +308,14 @@ fn partitions_of(
     }
 }
 
-/// The group's committed offsets of `partitions`, in one OffsetFetch; absent where it never
-/// committed.
+/// The group's committed offsets of `partitions` with their metadata, in one OffsetFetch;
+/// absent where it never committed.
 fn committed(
     consumer: &BaseConsumer,
     group: &str,
     partitions: &[(String, i32)],
     timeout: Duration,
-) -> Result<HashMap<(String, i32), i64>, LagError> {
+) -> Result<HashMap<(String, i32), commits::Commit>, LagError> {
     let group_error = |source| LagError::Committed {
         group: group.to_owned(),
         source,
@@ -285,7 +333,10 @@ fn committed(
         if let Offset::Offset(n) = e.offset()
             && n >= 0
         {
-            out.insert((e.topic().to_owned(), e.partition()), n);
+            out.insert(
+                (e.topic().to_owned(), e.partition()),
+                commits::Commit::read(n, &e),
+            );
         }
     }
     Ok(out)

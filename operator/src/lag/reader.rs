@@ -30,8 +30,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tracing::{debug, info, warn};
 
+use kcp_crds::v1alpha1::StuckPartition;
+
 use super::{
     Credentials, LagError, LagObservation, LagSnapshot, LagSource, LagTarget, error_chain,
+    stuck::StuckWindow,
 };
 use crate::metrics::Metrics;
 
@@ -69,6 +72,9 @@ pub struct ReadLimits {
     pub deadline: Duration,
     /// Reads running at once against one cluster.
     pub per_cluster: usize,
+    /// How long a partition's committed offset must stay put, with lag, to be stuck
+    /// (`stuck.rs`).
+    pub stuck_after: Duration,
 }
 
 impl Default for ReadLimits {
@@ -76,6 +82,7 @@ impl Default for ReadLimits {
         Self {
             deadline: Duration::from_secs(15),
             per_cluster: 4,
+            stuck_after: Duration::from_secs(300),
         }
     }
 }
@@ -112,6 +119,8 @@ struct Reading {
     /// Tells this target's reads from those of a target the resource had before.
     generation: u64,
     observation: LagObservation,
+    /// Which partitions did not move, over the reads of this target.
+    stuck: StuckWindow,
     asked_at: Option<Instant>,
     running: bool,
     seen_at: Instant,
@@ -176,6 +185,7 @@ impl LagReader {
                 cluster: cluster.clone(),
                 generation: state.next_generation,
                 observation: LagObservation::Pending,
+                stuck: StuckWindow::new(self.shared.limits.stuck_after),
                 asked_at: None,
                 running: false,
                 seen_at: now,
@@ -284,19 +294,6 @@ impl Shared {
             .lag_probe_duration
             .observe(started.elapsed().as_secs_f64());
         let now = crate::now_seconds();
-        let observation = match result {
-            Ok(snapshot) => LagObservation::Fresh {
-                snapshot,
-                read_at: now,
-            },
-            Err(e) => {
-                self.metrics.lag_probe_failures.inc();
-                LagObservation::Failed {
-                    message: error_chain(&e),
-                    at: now,
-                }
-            }
-        };
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -306,6 +303,26 @@ impl Shared {
             .filter(|r| r.generation == generation)
         else {
             return;
+        };
+        let observation = match result {
+            Ok(mut snapshot) => {
+                let mut stuck = reading.stuck.observe(&snapshot.positions, now);
+                snapshot.positions = Vec::new();
+                snapshot.stuck_count = stuck.len();
+                stuck.truncate(StuckPartition::MAX);
+                snapshot.stuck = stuck;
+                LagObservation::Fresh {
+                    snapshot,
+                    read_at: now,
+                }
+            }
+            Err(e) => {
+                self.metrics.lag_probe_failures.inc();
+                LagObservation::Failed {
+                    message: error_chain(&e),
+                    at: now,
+                }
+            }
         };
         reading.running = false;
         let was_failing = matches!(reading.observation, LagObservation::Failed { .. });

@@ -48,6 +48,8 @@ pub const SIDECAR_CONTAINER: &str = kcp_crds::v1alpha1::RESERVED_CONTAINER_NAME;
 pub const CONFIG_VOLUME: &str = "kcp-config";
 /// Volume holding TLS material from the referenced Secret (reserved in the app's template).
 pub const TLS_VOLUME: &str = "kcp-tls";
+/// Volume holding the schema registry's TLS material (reserved in the app's template).
+pub const REGISTRY_TLS_VOLUME: &str = "kcp-registry-tls";
 /// Name of the sidecar's admin port, used by its probes. (The app containers' drain hooks name
 /// the port by number: kubelet resolves a name against the hooked container's own ports.)
 pub const ADMIN_PORT_NAME: &str = "kcp-admin";

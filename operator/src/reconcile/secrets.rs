@@ -1,6 +1,6 @@
-//! Secrets: checks that the Secrets named in `spec.kafka.auth` exist, allow this resource to use
-//! them, and hold the named keys; returns their values for the lag probe and a fingerprint of
-//! them for the pods.
+//! Secrets: checks that the Secrets named in `spec.kafka.auth` and `spec.kafka.schemaRegistry`
+//! exist, allow this resource to use them, and hold the named keys; returns the Kafka ones' values
+//! for the lag probe and a fingerprint of all of them for the pods.
 //!
 //! Reads only (`get` on single Secrets; never list or watch). Values stay in memory, in
 //! [`Credentials`]; nothing here or downstream writes them into any object: the sidecar gets
@@ -18,7 +18,7 @@
 //! its credentials at start), noticed at the next reconcile (every `--lag-refresh-interval`).
 
 use k8s_openapi::api::core::v1::Secret;
-use kcp_crds::v1alpha1::KafkaAuth;
+use kcp_crds::v1alpha1::{KafkaAuth, SchemaRegistrySpec};
 use kube::{Api, Client};
 use sha2::{Digest, Sha256};
 
@@ -37,19 +37,46 @@ pub struct Resolved {
 }
 
 /// Reads the referenced Secrets. Missing Secret or key, or a Secret that does not allow
-/// `resource`: an error the user (or the Secret's owner) must fix.
+/// `resource`: an error the user (or the Secret's owner) must fix. The schema registry's
+/// Secrets are checked the same way and count in the fingerprint (a rotated registry password
+/// rolls the pods); their values go nowhere else.
 pub async fn resolve(
     client: &Client,
     namespace: &str,
     resource: &str,
     auth: Option<&KafkaAuth>,
+    registry: Option<&SchemaRegistrySpec>,
 ) -> Result<Resolved, Error> {
     let mut creds = Credentials::default();
     let mut used: Vec<(String, String, String)> = Vec::new();
-    let Some(auth) = auth else {
-        return Ok(Resolved::default());
-    };
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    if let Some(r) = registry {
+        let mut refs: Vec<(&str, &str)> = Vec::new();
+        if let Some(b) = &r.basic_auth {
+            refs.push((&b.secret_name, &b.username_key));
+            refs.push((&b.secret_name, &b.password_key));
+        }
+        if let Some(t) = &r.tls {
+            for key in [&t.ca_key, &t.cert_key, &t.key_key].into_iter().flatten() {
+                refs.push((&t.secret_name, key));
+            }
+        }
+        // One read per Secret, however many of its keys are used.
+        let mut read: Option<(&str, Secret)> = None;
+        for (name, key) in refs {
+            if read.as_ref().is_none_or(|(n, _)| *n != name) {
+                read = Some((name, fetch(&api, namespace, name, resource).await?));
+            }
+            let (_, secret) = read.as_ref().expect("invariant: just read");
+            used.push((name.to_owned(), key.to_owned(), value(secret, name, key)?));
+        }
+    }
+    let Some(auth) = auth else {
+        return Ok(Resolved {
+            credentials: creds,
+            fingerprint: fingerprint(&used),
+        });
+    };
     if let Some(sasl) = &auth.sasl {
         let secret = fetch(&api, namespace, &sasl.secret_name, resource).await?;
         let user = value(&secret, &sasl.secret_name, &sasl.username_key)?;

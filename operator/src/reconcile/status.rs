@@ -9,7 +9,8 @@
 //!
 //! Conditions follow kstatus: `Ready`, `Reconciling`, `Stalled`, plus `KafkaReachable` for the
 //! operator's own lag probe (it does not affect `Ready`: pods may reach Kafka when the operator
-//! cannot) and `DeadLetterTopicsReady` from the same read ([`dead_letter`]).
+//! cannot), `DeadLetterTopicsReady` from the same read ([`dead_letter`]) and `PartitionsStuck`
+//! ([`stuck`]).
 
 use k8s_openapi::{
     api::apps::v1::Deployment,
@@ -21,6 +22,7 @@ use kcp_crds::v1alpha1::{DeadLetterStatus, KafkaConsumerProxyStatus, LagStatus};
 use crate::lag::LagObservation;
 
 mod dead_letter;
+mod stuck;
 
 /// Condition types.
 pub const READY: &str = "Ready";
@@ -28,6 +30,7 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const KAFKA_REACHABLE: &str = "KafkaReachable";
 pub const DEAD_LETTER_TOPICS_READY: &str = "DeadLetterTopicsReady";
+pub const PARTITIONS_STUCK: &str = "PartitionsStuck";
 
 /// Every condition reason the operator writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +65,10 @@ pub enum Reason {
     DeadLetterTopicMissing,
     /// The resource's Kafka user may not describe a dead-letter topic, so not write it either.
     DeadLetterTopicNotAuthorized,
+    /// A partition's committed offset has not moved for the stuck window, with lag.
+    PartitionsStuck,
+    /// Every partition with lag moved within the stuck window.
+    PartitionsMoving,
 }
 
 impl Reason {
@@ -82,6 +89,8 @@ impl Reason {
             Self::DeadLetterTopicsExist => "DeadLetterTopicsExist",
             Self::DeadLetterTopicMissing => "DeadLetterTopicMissing",
             Self::DeadLetterTopicNotAuthorized => "DeadLetterTopicNotAuthorized",
+            Self::PartitionsStuck => "PartitionsStuck",
+            Self::PartitionsMoving => "PartitionsMoving",
         }
     }
 }
@@ -138,6 +147,9 @@ pub fn compute(input: &Input<'_>) -> KafkaConsumerProxyStatus {
     if let Some(c) = dead_letter::condition(input) {
         conditions.push(c);
     }
+    if let Some(c) = stuck::condition(input) {
+        conditions.push(c);
+    }
 
     let (replicas, ready_replicas) = match (input.deployment, &input.outcome) {
         (Some(d), _) => {
@@ -163,6 +175,7 @@ pub fn compute(input: &Input<'_>) -> KafkaConsumerProxyStatus {
         selector: Some(input.selector.clone()),
         lag,
         dead_letter,
+        stuck: stuck::list(input),
     }
 }
 
@@ -341,6 +354,7 @@ fn lag_figures(input: &Input<'_>) -> (Option<LagStatus>, Option<DeadLetterStatus
             let same_figures = prev_lag.as_ref().is_some_and(|p| {
                 !p.stale
                     && p.total == snapshot.total
+                    && p.seconds == snapshot.seconds
                     && p.partition_count == Some(snapshot.partition_count)
                     && p.partitions == snapshot.partitions
             });
@@ -352,6 +366,8 @@ fn lag_figures(input: &Input<'_>) -> (Option<LagStatus>, Option<DeadLetterStatus
             (
                 Some(LagStatus {
                     total: snapshot.total,
+                    seconds: snapshot.seconds,
+                    behind: snapshot.seconds.map(crate::lag::stuck::human),
                     partition_count: Some(snapshot.partition_count),
                     partitions: snapshot.partitions.clone(),
                     updated_at,
@@ -403,15 +419,17 @@ mod tests {
                 committed_offset: Some(10),
                 high_watermark: 10 + lag,
                 lag,
+                lag_seconds: Some(lag * 2),
             }],
             partition_count: 1,
             total: lag,
             dead_letter: DeadLetterStatus {
                 topics: vec!["orders-dlq".into()],
                 count: 2,
+                ..DeadLetterStatus::default()
             },
-            missing_topics: vec![],
-            dead_letter_check: Default::default(),
+            seconds: Some(lag * 2),
+            ..LagSnapshot::default()
         }
     }
 

@@ -16,7 +16,7 @@ use kube::Resource;
 use sha2::{Digest, Sha256};
 
 use super::{
-    build::{CONFIG_VOLUME, INSTANCE_LABEL, SIDECAR_CONTAINER, TLS_VOLUME},
+    build::{CONFIG_VOLUME, INSTANCE_LABEL, REGISTRY_TLS_VOLUME, SIDECAR_CONTAINER, TLS_VOLUME},
     template::{self, UnknownField},
 };
 
@@ -189,7 +189,7 @@ fn check_template(
         ));
     }
     for v in pod.volumes.as_deref().unwrap_or_default() {
-        if v.name == CONFIG_VOLUME || v.name == TLS_VOLUME {
+        if [CONFIG_VOLUME, TLS_VOLUME, REGISTRY_TLS_VOLUME].contains(&v.name.as_str()) {
             problems.push(format!(
                 "spec.template has a volume named {:?}; that name is reserved for the sidecar",
                 v.name

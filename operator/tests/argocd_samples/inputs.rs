@@ -3,11 +3,12 @@
 
 use k8s_openapi::{
     api::apps::v1::{Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus},
+    apimachinery::pkg::apis::meta::v1::Time,
     jiff::Timestamp,
 };
 use kcp_crds::{
     KafkaConsumerProxyStatus,
-    v1alpha1::{DeadLetterStatus, PartitionLag},
+    v1alpha1::{DeadLetterStatus, PartitionLag, StuckPartition},
 };
 use kcp_operator::{
     Error,
@@ -92,15 +93,19 @@ pub fn lag(total: i64, missing_topics: &[&str], read_at: i64) -> LagObservation 
                 committed_offset: Some(1_000),
                 high_watermark: 1_000 + total,
                 lag: total,
+                lag_seconds: Some(if total > 0 { 42 } else { 0 }),
             }],
             partition_count: 1,
             total,
             dead_letter: DeadLetterStatus {
                 topics: vec!["orders-dlq".into()],
                 count: 0,
+                ..DeadLetterStatus::default()
             },
             missing_topics: missing_topics.iter().map(|t| (*t).to_owned()).collect(),
             dead_letter_check: DeadLetterCheck::default(),
+            seconds: Some(if total > 0 { 42 } else { 0 }),
+            ..LagSnapshot::default()
         },
         read_at: at(read_at),
     }
@@ -119,6 +124,22 @@ pub fn dead_letter_problem(
             missing: names(missing),
             unauthorized: names(unauthorized),
         };
+    }
+    observation
+}
+
+/// A read that found partition 0 stuck since `since` at offset 1,000.
+pub fn stuck_partition(since: i64, read_at: i64) -> LagObservation {
+    let mut observation = lag(7, &[], read_at);
+    if let LagObservation::Fresh { snapshot, .. } = &mut observation {
+        snapshot.stuck = vec![StuckPartition {
+            topic: "orders".into(),
+            partition: 0,
+            offset: Some(1_000),
+            since: Time(at(since)),
+            record: Some("record tried 17 times, last 503".into()),
+        }];
+        snapshot.stuck_count = 1;
     }
     observation
 }

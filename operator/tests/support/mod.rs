@@ -404,15 +404,17 @@ pub fn snapshot(total: i64) -> LagSnapshot {
             committed_offset: Some(100),
             high_watermark: 100 + total,
             lag: total,
+            lag_seconds: Some(total * 10),
         }],
         partition_count: 1,
         total,
         dead_letter: DeadLetterStatus {
             topics: vec!["orders-dlq".into()],
             count: 3,
+            ..DeadLetterStatus::default()
         },
-        missing_topics: vec![],
-        dead_letter_check: Default::default(),
+        seconds: Some(total * 10),
+        ..LagSnapshot::default()
     }
 }
 

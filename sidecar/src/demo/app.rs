@@ -1,6 +1,7 @@
 //! The demo's sample app: an HTTP server in the same process that records what it accepted.
 //!
-//! Each request's body is a record index. The app rejects every `reject_every`th record with
+//! Each request carries a record index (read back by [`request_index`] from a plain, decoded or
+//! CloudEvents request; requests that are not CloudEvents are counted). The app rejects every `reject_every`th record with
 //! 422 (the record is bad: the sidecar dead-letters it), fails a pseudo-random `fail_rate` share
 //! of first attempts with 500 (transient: the retry succeeds), and accepts everything else.
 
@@ -18,6 +19,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::formats::request_index;
+
 /// What the app saw, in the order it answered.
 #[derive(Clone, Debug, Default)]
 pub struct AppLog {
@@ -27,6 +30,8 @@ pub struct AppLog {
     pub rejected: Vec<usize>,
     /// First attempts answered 500.
     pub failed: usize,
+    /// Requests that were not CloudEvents (relevant with a `cloudevents-*` format only).
+    pub not_cloudevents: usize,
 }
 
 /// The running sample app; stops when dropped.
@@ -98,17 +103,19 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    let headers = req.headers().clone();
     let body = req
         .into_body()
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let index = std::str::from_utf8(&body)
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok());
+    let (index, cloudevent) = request_index(&headers, &body);
     let status = {
         let mut log = log.lock().expect("invariant: app log lock never poisoned");
+        if !cloudevent {
+            log.not_cloudevents += 1;
+        }
         match index {
             None => StatusCode::BAD_REQUEST,
             Some(i) if reject_every > 0 && (i + 1) % reject_every == 0 => {

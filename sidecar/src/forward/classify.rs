@@ -5,6 +5,9 @@
 //! app's action header (`retry`, `skip`, `dead-letter`) overrides the status; then 2xx (with
 //! `bodyAck` when configured) is delivered, `retryOn` statuses are retried, and any other status
 //! means the record itself is bad ([`Decision::Reject`]) and goes to `onExhausted` at once.
+//! Before any of that, a record that could not even become a request is bad the same way
+//! ([`Outcome::Undecodable`]), and a schema registry that could not be read is an outage like an
+//! unreachable app ([`Decision::RegistryDown`]): the record waits, nothing is counted against it.
 
 use std::time::Duration;
 
@@ -31,6 +34,11 @@ pub enum Outcome {
     Unreachable(String),
     /// The request may have reached the app but no usable reply came back (reset mid-reply).
     Failed(String),
+    /// No request was sent: the record cannot be decoded or shaped into one (`cannot decode:
+    /// ...`). Its own fault: retrying cannot help.
+    Undecodable(String),
+    /// No request was sent: the schema registry could not be read. Not the record's fault.
+    RegistryUnavailable(String),
 }
 
 /// What to do with the record after an attempt.
@@ -53,6 +61,9 @@ pub enum Decision {
     },
     /// The app is not reachable: wait and try again without counting an attempt.
     AppDown,
+    /// The schema registry cannot be read: wait and try again without counting an attempt
+    /// (fetching goes on: the app is fine).
+    RegistryDown,
 }
 
 /// The parts of the endpoint config that [`classify`] needs.
@@ -75,6 +86,10 @@ impl Policy {
 pub fn classify(outcome: &Outcome, policy: &Policy) -> Decision {
     match outcome {
         Outcome::Unreachable(_) => Decision::AppDown,
+        Outcome::RegistryUnavailable(_) => Decision::RegistryDown,
+        Outcome::Undecodable(reason) => Decision::Reject {
+            reason: reason.clone(),
+        },
         Outcome::Timeout | Outcome::Failed(_) => Decision::Retry { after: None },
         Outcome::Response {
             status,
@@ -227,6 +242,24 @@ mod tests {
         assert_eq!(
             classify(&Outcome::Unreachable("refused".into()), &p),
             Decision::AppDown
+        );
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_decoded_is_bad_and_a_registry_outage_is_not() {
+        let p = policy();
+        assert_eq!(
+            classify(
+                &Outcome::Undecodable("cannot decode: schema 9 not found".into()),
+                &p
+            ),
+            Decision::Reject {
+                reason: "cannot decode: schema 9 not found".into()
+            }
+        );
+        assert_eq!(
+            classify(&Outcome::RegistryUnavailable("status 503".into()), &p),
+            Decision::RegistryDown
         );
     }
 

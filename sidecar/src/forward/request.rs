@@ -32,17 +32,26 @@
 //! [`MAX_TRACE_HEADER_BYTES`]), so no record can make a request that http refuses to build
 //! (its names stop at 64 KiB) or that the app's server refuses for its size. Static
 //! `endpoint.headers` are set first; the `kcp-*` headers above win over them.
+//!
+//! **Formats.** With `endpoint.decode`, the body is the value decoded to JSON
+//! (`content-type: application/json`, `kcp-schema-id: <id>`). With a `cloudevents-*` format the
+//! record becomes a CloudEvent ([`cloudevents`](super::cloudevents)): its `ce_*` and
+//! `content-type` Kafka headers become attributes instead of `kcp-h-*` headers (within the same
+//! limits, counted as sent), and the event is written in binary mode (`ce-*` headers, data as
+//! the body, `Content-Type` from `datacontenttype`) or structured mode (one
+//! `application/cloudevents+json` body). The `kcp-*` headers above are sent in every format.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use http_body_util::Full;
 use kcp_crds::{
-    config::{EndpointConfig, is_plain_header_value},
-    v1alpha1::HttpMethod,
+    config::{EndpointConfig, Format, is_plain_header_value},
+    v1alpha1::{DEFAULT_CLOUDEVENTS_TYPE, HttpMethod},
 };
 
-use crate::record::Record;
+use super::cloudevents::{self, Payload, Settings, http as ce_http};
+use crate::{decode::Decoded, record::Record};
 
 /// At most this many Kafka headers become HTTP headers.
 pub const MAX_FORWARDED_HEADERS: usize = 64;
@@ -62,7 +71,19 @@ pub struct Target {
     pub method: Method,
     pub static_headers: HeaderMap,
     pub group: HeaderValue,
+    /// How the record is shaped: raw, or a CloudEvent.
+    pub shape: Shape,
 }
+
+/// The request shape (`endpoint.format`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Raw,
+    CloudEvents(Settings),
+}
+
+/// The content type of a body that is JSON the sidecar wrote (a decoded value).
+pub const JSON_CONTENT_TYPE: &str = "application/json";
 
 /// Why the endpoint config cannot be turned into requests.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +132,41 @@ impl Target {
             },
             static_headers,
             group: HeaderValue::from_str(group).map_err(|_| TargetError::Group(group.into()))?,
+            shape: match endpoint.format {
+                Format::Raw => Shape::Raw,
+                format => {
+                    let ce = endpoint.cloud_events.clone().unwrap_or_default();
+                    Shape::CloudEvents(Settings {
+                        mode: if format == Format::CloudeventsBinary {
+                            cloudevents::Mode::Binary
+                        } else {
+                            cloudevents::Mode::Structured
+                        },
+                        type_: if ce.type_.is_empty() {
+                            DEFAULT_CLOUDEVENTS_TYPE.to_owned()
+                        } else {
+                            ce.type_
+                        },
+                        source: ce.source,
+                        cluster: String::new(),
+                    })
+                }
+            },
         })
+    }
+
+    /// Names the Kafka cluster in the default CloudEvents `source`: the first of the
+    /// comma-separated `bootstrap_servers`.
+    pub fn for_cluster(mut self, bootstrap_servers: &str) -> Self {
+        if let Shape::CloudEvents(s) = &mut self.shape {
+            s.cluster = bootstrap_servers
+                .split(',')
+                .map(str::trim)
+                .find(|s| !s.is_empty())
+                .unwrap_or("kafka")
+                .to_owned();
+        }
+        self
     }
 }
 
@@ -157,8 +212,14 @@ fn trace_header(name: &str) -> Option<HeaderName> {
         .map(HeaderName::from_static)
 }
 
-/// The request for attempt `attempt` (1-based) of `record`.
-pub fn build(target: &Target, record: &Record, attempt: u32) -> Request<Full<Bytes>> {
+/// The request for attempt `attempt` (1-based) of `record`, its value `decoded` when
+/// `endpoint.decode` is on. `Err` says why the record cannot be sent in this format (it is bad).
+pub fn build(
+    target: &Target,
+    record: &Record,
+    attempt: u32,
+    decoded: Option<&Decoded>,
+) -> Result<Request<Full<Bytes>>, String> {
     let mut headers = target.static_headers.clone();
     let h = &mut headers;
     h.insert(
@@ -193,9 +254,37 @@ pub fn build(target: &Target, record: &Record, attempt: u32) -> Request<Full<Byt
     h.insert("kcp-group", target.group.clone());
     h.insert("kcp-attempt", number(attempt));
 
+    let settings = match &target.shape {
+        Shape::CloudEvents(s) => Some(s),
+        Shape::Raw => None,
+    };
+    // A structured-mode event keeps its own attributes: its headers are forwarded as they are.
+    let structured_record =
+        settings.is_some() && decoded.is_none() && cloudevents::is_structured(record);
+    let mut attributes = Vec::new();
     let (mut count, mut bytes, mut dropped) = (0usize, 0usize, 0usize);
     for (name, value) in &record.headers {
         let value = value.as_deref();
+        if settings.is_some()
+            && !structured_record
+            && let Some(a) = cloudevents::header_attribute(name, value)
+            && !(decoded.is_some() && a.name == "datacontenttype")
+        {
+            // Counted as sent in binary mode; the same rule in structured mode keeps one event.
+            let sent = if a.name == "datacontenttype" {
+                "content-type".len() + a.value.len()
+            } else {
+                "ce-".len() + a.name.len() + ce_http::percent_encode(&a.value).len()
+            };
+            if count < MAX_FORWARDED_HEADERS && bytes + sent <= MAX_FORWARDED_HEADER_BYTES {
+                count += 1;
+                bytes += sent;
+                attributes.push(a);
+            } else {
+                dropped += 1;
+            }
+            continue;
+        }
         if let Some(trace) = trace_header(name)
             && !h.contains_key(&trace)
             && let Some(v) = value
@@ -220,18 +309,84 @@ pub fn build(target: &Target, record: &Record, attempt: u32) -> Request<Full<Byt
         bytes += n.as_str().len() + v.len();
         h.append(n, v);
     }
-    if dropped > 0 {
-        h.insert("kcp-headers-dropped", number(dropped));
-    }
     if record.unreadable_headers > 0 {
         h.insert("kcp-headers-unreadable", number(record.unreadable_headers));
     }
+    if let Some(d) = decoded {
+        h.insert("kcp-schema-id", number(d.schema_id));
+    }
 
-    let mut request = Request::new(Full::new(record.value.clone()));
+    let body = match settings {
+        None => match decoded {
+            None => record.value.clone(),
+            Some(d) => {
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(JSON_CONTENT_TYPE),
+                );
+                json_bytes(&d.json)
+            }
+        },
+        Some(s) => {
+            let event = if structured_record {
+                cloudevents::parse_structured(&record.value)?
+            } else {
+                let content_type = target
+                    .static_headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("application/octet-stream");
+                let payload = match decoded {
+                    Some(d) => Payload::Decoded(&d.json),
+                    None => Payload::Raw {
+                        value: &record.value,
+                        content_type,
+                    },
+                };
+                cloudevents::event(s, record, payload, attributes)
+            };
+            match s.mode {
+                cloudevents::Mode::Structured => {
+                    h.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(ce_http::STRUCTURED_CONTENT_TYPE),
+                    );
+                    if structured_record {
+                        record.value.clone()
+                    } else {
+                        ce_http::structured(&event)
+                    }
+                }
+                cloudevents::Mode::Binary => {
+                    let b = ce_http::binary(event)?;
+                    for (n, v) in b.headers {
+                        h.insert(n, v);
+                    }
+                    match b.content_type {
+                        Some(ct) => h.insert(header::CONTENT_TYPE, ct),
+                        // No data, so no datacontenttype: nothing to type.
+                        None => h.remove(header::CONTENT_TYPE),
+                    };
+                    dropped += b.dropped;
+                    b.body
+                }
+            }
+        }
+    };
+    if dropped > 0 {
+        h.insert("kcp-headers-dropped", number(dropped));
+    }
+
+    let mut request = Request::new(Full::new(body));
     *request.method_mut() = target.method.clone();
     *request.uri_mut() = target.uri.clone();
     *request.headers_mut() = headers;
-    request
+    Ok(request)
+}
+
+/// A JSON value as the body's bytes.
+fn json_bytes(json: &serde_json::Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(json).expect("invariant: a JSON value always serializes"))
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ fn endpoint(url: String) -> EndpointConfig {
         action_header: Some("x-action".into()),
         body_ack: None,
         unready_timeout: kcp_crds::Duration::from_secs(120),
+        format: Default::default(),
+        cloud_events: None,
+        decode: None,
     }
 }
 

@@ -23,7 +23,7 @@
 use std::hash::Hash;
 
 use super::{NextOffset, OffsetTracker, PartitionOffsets, Since};
-use crate::progress::{Progress, RecordState};
+use crate::progress::{DeadLetterNote, Failure, Progress, RecordState};
 
 /// One partition's commit: where to resume, and what is known above it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +70,8 @@ impl PartitionOffsets {
                 highest,
                 unfinished,
                 clean,
+                dead_lettered: self.dead_letters.dead_lettered,
+                notes: self.dead_letters.notes.clone(),
             },
         ))
     }
@@ -148,8 +150,9 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
         }
     }
 
-    /// Records a failed attempt of an unfinished record: its attempt count and first failure
-    /// travel with the next commit, so a new owner goes on counting.
+    /// Records a failed attempt of an unfinished record: its attempt count, first failure and
+    /// how the last one failed travel with the next commit, so a new owner goes on counting
+    /// and the operator can say why the partition does not move.
     pub fn attempted(
         &mut self,
         key: &K,
@@ -157,6 +160,7 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
         offset: i64,
         attempts: u32,
         first_failure_ms: u64,
+        last: Option<Failure>,
     ) {
         if let Some(p) = self.partitions.get_mut(key)
             && p.epoch == epoch
@@ -165,6 +169,18 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
             let s = p.states.entry(offset).or_default();
             s.attempts = attempts;
             s.first_failure_ms.get_or_insert(first_failure_ms);
+            s.last = last;
+        }
+    }
+
+    /// Records that an unfinished record of this assignment was dead-lettered (before it is
+    /// marked finished): the partition's next commit counts it and names it among the newest.
+    pub fn dead_lettered(&mut self, key: &K, epoch: super::Epoch, note: DeadLetterNote) {
+        if let Some(p) = self.partitions.get_mut(key)
+            && p.epoch == epoch
+            && p.unfinished.contains(&note.offset)
+        {
+            p.dead_letters.note_dead_letter(note);
         }
     }
 

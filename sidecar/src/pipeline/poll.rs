@@ -149,8 +149,23 @@ fn consume(
         shared.stats.buffered_records.store(records as u64, Relaxed);
         shared.stats.buffered_bytes.store(bytes as u64, Relaxed);
         if Instant::now() >= next_commit {
+            let mut tps = Vec::new();
             for state in shared.lock_partitions().values() {
                 shared.stats.set_pending(&state.tp, state.pending().0);
+                tps.push(state.tp.clone());
+            }
+            {
+                let tracker = shared
+                    .tracker
+                    .lock()
+                    .expect("invariant: tracker lock never poisoned");
+                for tp in &tps {
+                    shared.stats.set_progress(
+                        tp,
+                        tracker.oldest_unfinished_timestamp(tp),
+                        tracker.dead_letter_count(tp),
+                    );
+                }
             }
             commit::commit_async(
                 consumer,
@@ -448,7 +463,7 @@ fn accept(shared: &Shared, state: &Arc<PartitionState>, message: &BorrowedMessag
             .tracker
             .lock()
             .expect("invariant: tracker lock never poisoned");
-        let epoch = match tracker.dispatched(tp, record.offset) {
+        let epoch = match tracker.dispatched_at(tp, record.offset, record.timestamp) {
             Dispatched::Tracked(epoch) => epoch,
             Dispatched::AlreadyFinished => {
                 // The previous owner finished it (its commit said so): not sent again.

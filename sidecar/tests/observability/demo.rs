@@ -27,3 +27,29 @@ async fn the_demo_short_form_passes_its_checks() {
     assert_eq!(report.stats.delivered, 294);
     assert_eq!(report.stats.dead_lettered, 6);
 }
+
+/// The demo with CloudEvents and Avro records decoded through the registry stand-in: every
+/// request is a CloudEvent, the undecodable records are dead-lettered, the rest accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_demo_runs_with_cloudevents_and_avro_through_the_registry_stand_in() {
+    let report = demo::run(DemoOptions {
+        records: 200,
+        partitions: 2,
+        keys: 10,
+        fail_rate: 0.0,
+        reject_every: 0,
+        ordering: Ordering::Key,
+        format: kcp_crds::config::Format::CloudeventsBinary,
+        avro: true,
+        undecodable_every: 40,
+        quiet: true,
+        ..DemoOptions::default()
+    })
+    .await
+    .expect("the demo runs");
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.not_cloudevents, 0, "{report}");
+    assert_eq!(report.undecodable, 5, "{report}");
+    assert_eq!(report.dead_lettered, 5, "{report}");
+    assert_eq!(report.accepted, 195, "{report}");
+}

@@ -7,7 +7,10 @@
 //!   be read through a consumer configured with that `group.id` (rdkafka 0.39 does not wrap
 //!   librdkafka's ListConsumerGroupOffsets, and the workspace forbids `unsafe`). It is asked for
 //!   only after the cluster client got the topics' metadata in the same read, so a cluster that
-//!   does not answer costs one client, however many resources point at it.
+//!   does not answer costs one client, however many resources point at it. It also reads the
+//!   oldest uncommitted record of each lagging partition (`peek`): `assign` with explicit
+//!   offsets, never `subscribe`, so it still never joins the group; one peek at a time per
+//!   client (its [`Lease`]'s lock), as an assignment is the client's state.
 //!
 //! A client whose read failed is forgotten (the next read starts clean; reads still using it
 //! keep it until they end); clients unused for `idle_eviction` are dropped. Dropping a client
@@ -25,6 +28,7 @@ use rdkafka::{ClientConfig, config::RDKafkaLogLevel, consumer::BaseConsumer};
 use sha2::{Digest, Sha256};
 use tracing::debug;
 
+use super::peek;
 use crate::lag::{Credentials, LagError, LagTarget};
 
 /// Which client: a cluster's, or a group's on a cluster.
@@ -36,7 +40,14 @@ enum Key {
 
 struct Cached {
     consumer: Arc<BaseConsumer>,
+    busy: Arc<Mutex<()>>,
     last_used: Instant,
+}
+
+/// A cached client and the lock that serializes what changes its state (a peek's assignment).
+pub(super) struct Lease {
+    pub(super) consumer: Arc<BaseConsumer>,
+    pub(super) busy: Arc<Mutex<()>>,
 }
 
 /// The cache of clients, shared by every read.
@@ -70,6 +81,7 @@ impl Clients {
         self.get_or_create(key, || {
             client_config(target, credentials, self.call_timeout, None)
         })
+        .map(|lease| lease.consumer)
     }
 
     /// The offsets client of `target`'s group.
@@ -77,7 +89,7 @@ impl Clients {
         &self,
         target: &LagTarget,
         credentials: &Credentials,
-    ) -> Result<Arc<BaseConsumer>, LagError> {
+    ) -> Result<Lease, LagError> {
         let key = Key::Offsets(connection_key(target, credentials), target.group_id.clone());
         self.get_or_create(key, || {
             client_config(
@@ -122,7 +134,7 @@ impl Clients {
         &self,
         key: Key,
         config: impl FnOnce() -> ClientConfig,
-    ) -> Result<Arc<BaseConsumer>, LagError> {
+    ) -> Result<Lease, LagError> {
         let mut evicted = Vec::new();
         let consumer = {
             let mut cached = self.cached.lock().map_err(|_| LagError::Task)?;
@@ -138,7 +150,10 @@ impl Clients {
             match cached.get_mut(&key) {
                 Some(c) => {
                     c.last_used = now;
-                    c.consumer.clone()
+                    Lease {
+                        consumer: c.consumer.clone(),
+                        busy: c.busy.clone(),
+                    }
                 }
                 None => {
                     let consumer = Arc::new(
@@ -147,14 +162,16 @@ impl Clients {
                             .map_err(LagError::CreateClient)?,
                     );
                     debug!(client = ?key_kind(&key), "Created Kafka client for lag");
+                    let busy = Arc::new(Mutex::new(()));
                     cached.insert(
                         key,
                         Cached {
                             consumer: consumer.clone(),
+                            busy: busy.clone(),
                             last_used: now,
                         },
                     );
-                    consumer
+                    Lease { consumer, busy }
                 }
             }
         };
@@ -191,6 +208,7 @@ fn client_config(
         cfg.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false");
+        peek::configure(&mut cfg);
     }
     if let Some(m) = target.sasl_mechanism {
         cfg.set("sasl.mechanism", m.as_str());
@@ -271,7 +289,12 @@ mod tests {
         let a = clients.cluster(&target("a"), &creds).expect("client");
         let b = clients.cluster(&target("b"), &creds).expect("client");
         assert!(Arc::ptr_eq(&a, &b), "one cluster client for both groups");
-        clients.offsets(&target("a"), &creds).expect("client");
+        let a1 = clients.offsets(&target("a"), &creds).expect("client");
+        let a2 = clients.offsets(&target("a"), &creds).expect("client");
+        assert!(
+            Arc::ptr_eq(&a1.busy, &a2.busy),
+            "one peek at a time per client"
+        );
         clients.offsets(&target("b"), &creds).expect("client");
         assert_eq!(
             clients.len(),

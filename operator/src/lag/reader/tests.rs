@@ -158,6 +158,7 @@ async fn a_hanging_cluster_holds_its_own_slots_only() {
     let limits = ReadLimits {
         deadline: HOUR,
         per_cluster: 2,
+        ..ReadLimits::default()
     };
     let (reader, mut updates, metrics) = reader(&stub, HOUR, limits);
     for i in 0..10 {
@@ -216,6 +217,7 @@ async fn a_read_past_its_deadline_fails_and_keeps_its_slot_until_its_work_ends()
     let limits = ReadLimits {
         deadline: Duration::from_millis(50),
         per_cluster: 1,
+        ..ReadLimits::default()
     };
     let (reader, mut updates, metrics) = reader(&stub, HOUR, limits);
     let observe = |name: &str| {

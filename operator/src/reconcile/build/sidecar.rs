@@ -1,7 +1,8 @@
 //! Sidecar: the `kcp-sidecar` container the operator adds to every pod, and its volumes.
 //!
-//! Pure. Secret values never appear here: SASL credentials are `secretKeyRef` env vars, TLS
-//! material a Secret volume with only the keys the spec names. The container is hardened
+//! Pure. Secret values never appear here: SASL and schema registry credentials are
+//! `secretKeyRef` env vars, TLS material (Kafka's, the registry's) a Secret volume each with only
+//! the keys the spec names. The container is hardened
 //! (non-root, read-only root filesystem, no capabilities, `RuntimeDefault` seccomp) and probed
 //! on its admin port by name (a probe's named port is resolved against the sidecar's own ports).
 
@@ -17,11 +18,13 @@ use k8s_openapi::{
 };
 use kcp_crds::config::{
     CONFIG_FILE_NAME, CONFIG_MOUNT_DIR, CONFIG_PATH_ENV, DRAIN_HOOK_ENV, POD_NAME_ENV,
-    SASL_PASSWORD_ENV, SASL_USERNAME_ENV, TLS_MOUNT_DIR,
+    REGISTRY_TLS_MOUNT_DIR, SASL_PASSWORD_ENV, SASL_USERNAME_ENV, SCHEMA_REGISTRY_PASSWORD_ENV,
+    SCHEMA_REGISTRY_USERNAME_ENV, TLS_MOUNT_DIR,
 };
 
 use super::{
-    ADMIN_PORT_NAME, BuildOptions, CONFIG_VOLUME, SIDECAR_CONTAINER, TLS_VOLUME, config_map_name,
+    ADMIN_PORT_NAME, BuildOptions, CONFIG_VOLUME, REGISTRY_TLS_VOLUME, SIDECAR_CONTAINER,
+    TLS_VOLUME, config_map_name,
 };
 use crate::reconcile::validate::Validated;
 
@@ -59,24 +62,42 @@ pub(super) fn sidecar_container(v: &Validated, opts: &BuildOptions, drain_hook: 
             value_from: None,
         });
     }
+    let secret_env = |var: &str, secret: &str, key: &str| EnvVar {
+        name: var.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+    };
     if let Some(sasl) = v.spec.kafka.auth.as_ref().and_then(|a| a.sasl.as_ref()) {
-        for (var, key) in [
-            (SASL_USERNAME_ENV, &sasl.username_key),
-            (SASL_PASSWORD_ENV, &sasl.password_key),
-        ] {
-            env.push(EnvVar {
-                name: var.to_owned(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: sasl.secret_name.clone(),
-                        key: key.clone(),
-                        optional: None,
-                    }),
-                    ..EnvVarSource::default()
-                }),
-            });
-        }
+        env.push(secret_env(
+            SASL_USERNAME_ENV,
+            &sasl.secret_name,
+            &sasl.username_key,
+        ));
+        env.push(secret_env(
+            SASL_PASSWORD_ENV,
+            &sasl.secret_name,
+            &sasl.password_key,
+        ));
+    }
+    let registry = v.spec.kafka.schema_registry.as_ref();
+    if let Some(basic) = registry.and_then(|r| r.basic_auth.as_ref()) {
+        env.push(secret_env(
+            SCHEMA_REGISTRY_USERNAME_ENV,
+            &basic.secret_name,
+            &basic.username_key,
+        ));
+        env.push(secret_env(
+            SCHEMA_REGISTRY_PASSWORD_ENV,
+            &basic.secret_name,
+            &basic.password_key,
+        ));
     }
 
     let mut mounts = vec![VolumeMount {
@@ -89,6 +110,14 @@ pub(super) fn sidecar_container(v: &Validated, opts: &BuildOptions, drain_hook: 
         mounts.push(VolumeMount {
             name: TLS_VOLUME.to_owned(),
             mount_path: TLS_MOUNT_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    if registry_tls_volume(v).is_some() {
+        mounts.push(VolumeMount {
+            name: REGISTRY_TLS_VOLUME.to_owned(),
+            mount_path: REGISTRY_TLS_MOUNT_DIR.to_owned(),
             read_only: Some(true),
             ..VolumeMount::default()
         });
@@ -158,6 +187,7 @@ pub(super) fn sidecar_volumes(v: &Validated) -> Vec<Volume> {
         ..Volume::default()
     }];
     volumes.extend(tls_volume(v));
+    volumes.extend(registry_tls_volume(v));
     volumes
 }
 
@@ -166,7 +196,27 @@ pub(super) fn sidecar_volumes(v: &Validated) -> Vec<Volume> {
 fn tls_volume(v: &Validated) -> Option<Volume> {
     let tls = v.spec.kafka.auth.as_ref()?.tls.as_ref()?;
     let secret_name = tls.secret_name.clone()?;
-    let items: Vec<KeyToPath> = [&tls.ca_key, &tls.cert_key, &tls.key_key]
+    secret_volume(
+        TLS_VOLUME,
+        secret_name,
+        [&tls.ca_key, &tls.cert_key, &tls.key_key],
+    )
+}
+
+/// The Secret volume for the schema registry's TLS material, mounted at
+/// `REGISTRY_TLS_MOUNT_DIR` (where the rendered config points).
+fn registry_tls_volume(v: &Validated) -> Option<Volume> {
+    let tls = v.spec.kafka.schema_registry.as_ref()?.tls.as_ref()?;
+    secret_volume(
+        REGISTRY_TLS_VOLUME,
+        tls.secret_name.clone(),
+        [&tls.ca_key, &tls.cert_key, &tls.key_key],
+    )
+}
+
+/// A volume of `secret_name` holding only `keys`, each as a file of its name; `None` without keys.
+fn secret_volume(name: &str, secret_name: String, keys: [&Option<String>; 3]) -> Option<Volume> {
+    let items: Vec<KeyToPath> = keys
         .into_iter()
         .flatten()
         .map(|k| KeyToPath {
@@ -179,7 +229,7 @@ fn tls_volume(v: &Validated) -> Option<Volume> {
         return None;
     }
     Some(Volume {
-        name: TLS_VOLUME.to_owned(),
+        name: name.to_owned(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(secret_name),
             items: Some(items),

@@ -428,3 +428,65 @@ fn pod_labels_and_annotations_never_replace_the_operators() {
     let hash = template_annotation(&c, CONFIG_HASH_ANNOTATION).expect("config hash");
     assert_eq!(hash.len(), 64, "{hash}");
 }
+
+/// The schema registry's credentials reach the sidecar by `secretKeyRef` and its TLS material as
+/// a volume of only the named keys, where the rendered config points; no value in the config.
+#[test]
+fn the_schema_registry_secrets_reach_the_sidecar_by_reference() {
+    let mut spec = url_spec();
+    spec["kafka"]["schemaRegistry"] = json!({
+        "url": "https://registry.kafka.svc:8081",
+        "basicAuth": {"secretName": "registry-creds", "usernameKey": "user"},
+        "tls": {"secretName": "registry-tls", "caKey": "ca.crt"}
+    });
+    spec["endpoint"]["decode"] = json!("avro");
+    let c = built(spec);
+    let sidecar = container(&c, SIDECAR_CONTAINER);
+    let secret_ref = |var: &str| {
+        env(sidecar, var)
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|f| f.secret_key_ref.as_ref())
+            .map(|r| (r.name.clone(), r.key.clone()))
+    };
+    assert_eq!(
+        secret_ref("KCP_SCHEMA_REGISTRY_USERNAME"),
+        Some(("registry-creds".into(), "user".into()))
+    );
+    assert_eq!(
+        secret_ref("KCP_SCHEMA_REGISTRY_PASSWORD"),
+        Some(("registry-creds".into(), "password".into()))
+    );
+    let volume = pod(&c)
+        .volumes
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|v| v.name == REGISTRY_TLS_VOLUME)
+        .expect("registry TLS volume");
+    let secret = volume.secret.as_ref().expect("a Secret volume");
+    assert_eq!(secret.secret_name.as_deref(), Some("registry-tls"));
+    let keys: Vec<_> = secret
+        .items
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|i| i.key.as_str())
+        .collect();
+    assert_eq!(keys, ["ca.crt"]);
+    let mount = sidecar
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|m| m.name == REGISTRY_TLS_VOLUME)
+        .expect("mounted");
+    assert_eq!(mount.mount_path, kcp_crds::config::REGISTRY_TLS_MOUNT_DIR);
+    let config = c
+        .config_map
+        .data
+        .as_ref()
+        .and_then(|d| d.get(kcp_crds::config::CONFIG_FILE_NAME))
+        .expect("config");
+    assert!(config.contains("/etc/kcp/registry-tls/ca.crt"), "{config}");
+    assert!(!config.contains("registry-creds"), "{config}");
+}

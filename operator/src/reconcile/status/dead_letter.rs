@@ -148,6 +148,7 @@ mod tests {
                 DeadLetterStatus {
                     topics: vec!["orders-dlq".into(), "payments-dlq".into()],
                     count: 0,
+                    ..DeadLetterStatus::default()
                 },
                 vec![],
                 check,

@@ -25,6 +25,9 @@ fn endpoint() -> EndpointConfig {
         action_header: None,
         body_ack: None,
         unready_timeout: kcp_crds::Duration::from_secs(120),
+        format: Default::default(),
+        cloud_events: None,
+        decode: None,
     }
 }
 
@@ -61,7 +64,7 @@ fn get<'a>(r: &'a Request<Full<Bytes>>, name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn request_carries_coordinates_headers_and_exact_body() {
     let target = Target::from_config(&endpoint(), "grp").expect("valid target");
-    let r = build(&target, &record(), 2);
+    let r = build(&target, &record(), 2, None).expect("request");
     assert_eq!(r.method(), Method::PUT);
     assert_eq!(r.uri(), "http://127.0.0.1:8080/events");
     assert_eq!(get(&r, "host"), Some("orders.internal"));
@@ -108,23 +111,23 @@ fn binary_empty_and_null_keys() {
     let target = Target::from_config(&endpoint(), "grp").expect("valid target");
     let mut rec = record();
     rec.key = Some(Bytes::from_static(b"\xff\x00"));
-    let r = build(&target, &rec, 1);
+    let r = build(&target, &rec, 1, None).expect("request");
     assert_eq!(get(&r, "kcp-key"), None);
     assert_eq!(
         get(&r, "kcp-key-base64"),
         Some(STANDARD.encode([0xffu8, 0]).as_str())
     );
     rec.key = Some(Bytes::new());
-    let r = build(&target, &rec, 1);
+    let r = build(&target, &rec, 1, None).expect("request");
     assert_eq!(get(&r, "kcp-key"), Some(""));
     rec.key = None;
     rec.timestamp = None;
-    let r = build(&target, &rec, 1);
+    let r = build(&target, &rec, 1, None).expect("request");
     assert_eq!(get(&r, "kcp-key"), None);
     assert_eq!(get(&r, "kcp-key-base64"), None);
     assert_eq!(get(&r, "kcp-timestamp"), None);
     rec.key = Some(Bytes::from_static(b" padded"));
-    let r = build(&target, &rec, 1);
+    let r = build(&target, &rec, 1, None).expect("request");
     assert!(
         get(&r, "kcp-key-base64").is_some(),
         "edge whitespace would be stripped"
@@ -138,7 +141,7 @@ fn thousands_of_headers_are_capped_and_counted() {
     rec.headers = (0..5000)
         .map(|i| (format!("h{i}"), Some(Bytes::from(vec![b'x'; 10]))))
         .collect();
-    let r = build(&target, &rec, 1);
+    let r = build(&target, &rec, 1, None).expect("request");
     let forwarded = r
         .headers()
         .keys()
@@ -162,7 +165,7 @@ fn oversized_header_values_are_dropped_by_bytes() {
         ),
         ("small".into(), Some(Bytes::from_static(b"ok"))),
     ];
-    let r = build(&target, &rec, 1);
+    let r = build(&target, &rec, 1, None).expect("request");
     assert_eq!(get(&r, "kcp-h-big"), None);
     assert_eq!(get(&r, "kcp-h-small"), Some("ok"));
     assert_eq!(get(&r, "kcp-headers-dropped"), Some("1"));
@@ -192,7 +195,7 @@ fn non_ascii_keys_and_values_are_sent_in_base64() {
     let mut rec = record();
     rec.key = Some(Bytes::from_static("clé-1".as_bytes()));
     rec.headers = vec![("city".into(), Some(Bytes::from_static("Zürich".as_bytes())))];
-    let r = build(&target, &rec, 1);
+    let r = build(&target, &rec, 1, None).expect("request");
     assert_eq!(get(&r, "kcp-key"), None, "raw UTF-8 bytes in a header");
     assert_eq!(
         get(&r, "kcp-key-base64"),
@@ -213,10 +216,10 @@ fn a_key_over_the_cap_is_not_sent_and_its_size_is() {
     let target = Target::from_config(&endpoint(), "grp").expect("valid target");
     let mut rec = record();
     rec.key = Some(Bytes::from(vec![b'k'; MAX_KEY_BYTES]));
-    let r = build(&target, &rec, 1);
+    let r = build(&target, &rec, 1, None).expect("request");
     assert_eq!(get(&r, "kcp-key").map(str::len), Some(MAX_KEY_BYTES));
     rec.key = Some(Bytes::from(vec![b'k'; 100_000]));
-    let r = build(&target, &rec, 1);
+    let r = build(&target, &rec, 1, None).expect("request");
     assert!(get(&r, "kcp-key").is_none(), "a 100 kB kcp-key was sent");
     assert!(get(&r, "kcp-key-base64").is_none());
     assert_eq!(get(&r, "kcp-key-dropped"), Some("100000"));
@@ -234,7 +237,7 @@ fn trace_headers_over_the_cap_are_ordinary_headers() {
             Some(Bytes::from_static(b"00-abc-def-01")),
         ),
     ];
-    let r = build(&target, &rec, 1);
+    let r = build(&target, &rec, 1, None).expect("request");
     assert!(
         get(&r, "tracestate").is_none(),
         "a 100 kB tracestate was sent"
@@ -262,7 +265,7 @@ fn header_names_up_to_and_past_every_limit_never_panic() {
                 (name.clone(), None),
                 ("after".into(), Some(Bytes::from_static(b"1"))),
             ];
-            let r = build(&target, &rec, 1);
+            let r = build(&target, &rec, 1, None).expect("request");
             let forwarded: Vec<usize> = r
                 .headers()
                 .iter()

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::super::{Dispatched, NextOffset, OffsetTracker, Since, ToCommit};
-use crate::progress::{DEFAULT_MAX_LEN, Progress};
+use crate::progress::{DEFAULT_MAX_LEN, DeadLetterKind, DeadLetterNote, Failure, Progress};
 
 /// The commit of `key` as Kafka would hand it to the next owner: offset and metadata string,
 /// parsed again.
@@ -66,7 +66,7 @@ fn attempts_and_crashes_survive_the_handover() {
     let e = a.assign("p0");
     a.dispatched(&"p0", 5);
     a.dispatched(&"p0", 6);
-    a.attempted(&"p0", e, 5, 2, 1_000);
+    a.attempted(&"p0", e, 5, 2, 1_000, Some(Failure::Status(503)));
     a.in_flight(&"p0", e, 5, true);
     let unclean = commit_of(&a, false);
     let clean = commit_of(&a, true);
@@ -76,8 +76,8 @@ fn attempts_and_crashes_survive_the_handover() {
     b.dispatched(&"p0", 5);
     let s = b.state(&"p0", 5).expect("state carried");
     assert_eq!(
-        (s.attempts, s.first_failure_ms, s.crashes),
-        (2, Some(1_000), 0)
+        (s.attempts, s.first_failure_ms, s.crashes, s.last),
+        (2, Some(1_000), 0, Some(Failure::Status(503)))
     );
 
     // After a crash (the last commit was a periodic one), it was in flight during it.
@@ -167,7 +167,7 @@ fn an_unchanged_unfinished_partition_is_not_committed_again() {
     let mut t = OffsetTracker::new();
     let e = t.assign("p0");
     t.dispatched(&"p0", 0);
-    t.attempted(&"p0", e, 0, 1, 5);
+    t.attempted(&"p0", e, 0, 1, 5, Some(Failure::Timeout));
     let c = t.to_commit(None, Since::Requested, false);
     assert_eq!(c.len(), 1);
     t.requested(&c[0]);
@@ -203,4 +203,57 @@ fn a_refused_periodic_commit_is_sent_again_though_nothing_moved() {
     assert!(t.to_commit(None, Since::Requested, false).is_empty());
     t.request_failed(&"p0");
     assert_eq!(t.to_commit(None, Since::Requested, false), vec![c]);
+}
+
+fn note(offset: i64) -> DeadLetterNote {
+    DeadLetterNote {
+        offset,
+        at_ms: 1_000 + offset as u64,
+        kind: DeadLetterKind::RetriesExhausted,
+        attempts: 5,
+        last: Some(Failure::Status(503)),
+    }
+}
+
+#[test]
+fn the_dead_letter_count_goes_on_across_owners_and_a_log_reset() {
+    let mut a = OffsetTracker::new();
+    let e = a.assign("p0");
+    for o in 0..3 {
+        a.dispatched(&"p0", o);
+    }
+    let before = commit_of(&a, false);
+    a.dead_lettered(&"p0", e, note(1));
+    a.finished(&"p0", e, 1);
+    let c = commit_of(&a, false);
+    assert_eq!(c.next, before.next, "record 0 is still unfinished");
+    assert_ne!(
+        c.progress, before.progress,
+        "a dead letter makes a commit due"
+    );
+    assert_eq!(c.progress.dead_lettered, 1);
+    // A stale note (another epoch, or a record not unfinished) counts nothing.
+    a.dead_lettered(&"p0", e, note(1));
+    a.dead_lettered(&"p0", e, note(99));
+    assert_eq!(commit_of(&a, false).progress.dead_lettered, 1);
+
+    let mut b = OffsetTracker::new();
+    let eb = b.assign_with("p0", handover(&c, DEFAULT_MAX_LEN));
+    for o in [0, 2, 3] {
+        b.dispatched(&"p0", o);
+    }
+    b.dead_lettered(&"p0", eb, note(3));
+    let c = commit_of(&b, false);
+    assert_eq!(c.progress.dead_lettered, 2);
+    assert_eq!(
+        c.progress
+            .notes
+            .iter()
+            .map(|n| n.offset)
+            .collect::<Vec<_>>(),
+        [1, 3]
+    );
+    // The log moves backwards (a recreated topic): what the group dead-lettered stays counted.
+    b.dispatched(&"p0", 0);
+    assert_eq!(commit_of(&b, false).progress.dead_lettered, 2);
 }

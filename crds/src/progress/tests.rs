@@ -13,6 +13,7 @@ fn progress(
         highest,
         unfinished: unfinished.iter().copied().collect(),
         clean,
+        ..Progress::default()
     }
 }
 
@@ -22,11 +23,17 @@ fn failing(attempts: u32, first_failure_ms: u64, crashes: u32) -> RecordState {
         first_failure_ms: Some(first_failure_ms),
         crashes,
         in_flight: crashes % 2 == 1,
+        last: Some(Failure::Status(503)),
     }
 }
 
-/// Metadata made of raw bytes, to hand `decode` what `encode` would never write.
+/// Version-1 metadata made of raw bytes, to hand `decode` what `encode` would never write.
 fn raw(bytes: &[u8]) -> String {
+    format!("{PREFIX_V1}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The same in the current version.
+fn raw2(bytes: &[u8]) -> String {
     format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
@@ -38,9 +45,10 @@ fn round_trip(p: &Progress) -> Progress {
 }
 
 #[test]
-fn nothing_dispatched_round_trips_as_three_bytes() {
+fn nothing_dispatched_round_trips_as_five_bytes() {
     let p = progress(42, 41, &[], false);
-    assert_eq!(p.encode(DEFAULT_MAX_LEN).0, "kcp1:AAAA");
+    // Flags, span, dead-letter count, notes, entries.
+    assert_eq!(p.encode(DEFAULT_MAX_LEN).0, "kcp2:AAAAAAA");
     assert_eq!(round_trip(&p), p);
     assert!(!p.is_finished(41) && !p.is_finished(42));
 }
@@ -68,6 +76,7 @@ fn many_entries_with_states_and_the_clean_flag_round_trip() {
                 first_failure_ms: None,
                 crashes: 7,
                 in_flight: true,
+                last: Some(Failure::Timeout),
             },
         ),
     ];
@@ -166,15 +175,28 @@ fn too_small_a_limit_claims_nothing() {
         &[(10, RecordState::default()), (12, RecordState::default())],
         true,
     );
-    for max_len in 0..PREFIX.len() + 4 {
+    // Five header bytes are seven base64 characters.
+    for max_len in 0..PREFIX.len() + 7 {
         assert_eq!(
             p.encode(max_len),
-            (String::new(), Overflow { records_dropped: 2 })
+            (
+                String::new(),
+                Overflow {
+                    records_dropped: 2,
+                    notes_dropped: 0
+                }
+            )
         );
     }
     // The header alone: no entry, and the claim ends below the first unfinished record.
-    let (text, overflow) = p.encode(PREFIX.len() + 4);
-    assert_eq!(overflow, Overflow { records_dropped: 2 });
+    let (text, overflow) = p.encode(PREFIX.len() + 7);
+    assert_eq!(
+        overflow,
+        Overflow {
+            records_dropped: 2,
+            notes_dropped: 0
+        }
+    );
     let q = Progress::decode(&text, 10).expect("decodes");
     assert_eq!(q, progress(10, 9, &[], true));
 }
@@ -189,7 +211,13 @@ fn inconsistent_values_encode_without_claiming_more() {
         false,
     );
     let (text, overflow) = p.encode(DEFAULT_MAX_LEN);
-    assert_eq!(overflow, Overflow { records_dropped: 2 });
+    assert_eq!(
+        overflow,
+        Overflow {
+            records_dropped: 2,
+            notes_dropped: 0
+        }
+    );
     assert_eq!(
         Progress::decode(&text, 10),
         Some(progress(10, 9, &[], false))
@@ -202,6 +230,7 @@ fn decode_rejects_what_is_not_ours() {
         "",
         "kcp1:",
         "kcp2:AAAA",
+        "kcp3:AAAAAAA",
         "KCP1:AAAA",
         "AAAA",
         "{\"app\":1}",
@@ -244,7 +273,13 @@ fn decode_rejects_truncated_and_trailing_bytes() {
             50,
             59,
             &[
-                (50, failing(1, 4, 0)),
+                (
+                    50,
+                    RecordState {
+                        last: None,
+                        ..failing(1, 4, 0)
+                    },
+                ),
                 (
                     53,
                     RecordState {
@@ -350,21 +385,50 @@ fn decode_rejects_unknown_flags_and_bad_varints() {
     );
 }
 
+fn failure() -> impl Strategy<Value = Option<Failure>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(Failure::Timeout)),
+        Just(Some(Failure::Unreachable)),
+        Just(Some(Failure::Error)),
+        (100u16..600).prop_map(|s| Some(Failure::Status(s))),
+    ]
+}
+
 fn state() -> impl Strategy<Value = RecordState> {
     (
         any::<u32>(),
         any::<Option<u64>>(),
         any::<u32>(),
         any::<bool>(),
+        failure(),
     )
         .prop_map(
-            |(attempts, first_failure_ms, crashes, in_flight)| RecordState {
+            |(attempts, first_failure_ms, crashes, in_flight, last)| RecordState {
                 attempts,
                 first_failure_ms,
                 crashes,
                 in_flight,
+                last,
             },
         )
+}
+
+fn note(committed: i64) -> impl Strategy<Value = DeadLetterNote> {
+    (
+        prop_oneof![Just(committed), any::<i64>()],
+        any::<u64>(),
+        0u128..7,
+        any::<u32>(),
+        failure(),
+    )
+        .prop_map(|(offset, at_ms, kind, attempts, last)| DeadLetterNote {
+            offset,
+            at_ms,
+            kind: DeadLetterKind::from_code(kind).expect("a known code"),
+            attempts,
+            last,
+        })
 }
 
 /// A consistent `Progress`: entries strictly increasing from committed, highest at or above the
@@ -381,30 +445,42 @@ fn valid() -> impl Strategy<Value = Progress> {
         vec((gap.clone(), state()), 0..40),
         gap,
         any::<bool>(),
+        prop_oneof![Just(0u64), any::<u64>()],
     )
-        .prop_map(|(committed, entries, extra, clean)| {
-            let mut unfinished = BTreeMap::new();
-            let mut next = Some(committed);
-            for (gap, s) in entries {
-                let Some(offset) = next.and_then(|n| n.checked_add_unsigned(gap)) else {
-                    break;
-                };
-                unfinished.insert(offset, s);
-                next = offset.checked_add(1);
-            }
-            let last = unfinished
-                .keys()
-                .next_back()
-                .copied()
-                .unwrap_or(committed - 1);
-            let highest = last.checked_add_unsigned(extra).unwrap_or(i64::MAX);
-            Progress {
-                committed,
-                highest,
-                unfinished,
-                clean,
-            }
+        .prop_flat_map(|(committed, entries, extra, clean, dead_lettered)| {
+            let notes = vec(note(committed), 0..=MAX_NOTES);
+            (
+                Just((committed, entries, extra, clean, dead_lettered)),
+                notes,
+            )
         })
+        .prop_map(
+            |((committed, entries, extra, clean, dead_lettered), notes)| {
+                let mut unfinished = BTreeMap::new();
+                let mut next = Some(committed);
+                for (gap, s) in entries {
+                    let Some(offset) = next.and_then(|n| n.checked_add_unsigned(gap)) else {
+                        break;
+                    };
+                    unfinished.insert(offset, s);
+                    next = offset.checked_add(1);
+                }
+                let last = unfinished
+                    .keys()
+                    .next_back()
+                    .copied()
+                    .unwrap_or(committed - 1);
+                let highest = last.checked_add_unsigned(extra).unwrap_or(i64::MAX);
+                Progress {
+                    committed,
+                    highest,
+                    unfinished,
+                    clean,
+                    dead_lettered,
+                    notes,
+                }
+            },
+        )
 }
 
 proptest! {
@@ -422,7 +498,7 @@ proptest! {
         bytes in vec(prop_oneof![3 => 0u8..4, 1 => any::<u8>()], 0..40),
         committed in prop_oneof![0i64..100, any::<i64>()],
     ) {
-        let text = raw(&bytes);
+        let text = raw2(&bytes);
         if let Some(p) = Progress::decode(&text, committed) {
             prop_assert!(p.highest >= p.committed - 1);
             prop_assert!(p.unfinished.keys().all(|&o| (p.committed..=p.highest).contains(&o)));
@@ -443,7 +519,7 @@ proptest! {
             .expect("encode writes base64");
         let i = at.index(bytes.len());
         bytes[i] = byte;
-        let text = raw(&bytes);
+        let text = raw2(&bytes);
         if let Some(q) = Progress::decode(&text, p.committed) {
             prop_assert!(q.unfinished.keys().all(|&o| (q.committed..=q.highest).contains(&o)));
             prop_assert_eq!(q.encode(usize::MAX), (text, Overflow::default()));
@@ -466,10 +542,18 @@ proptest! {
         let Some(q) = Progress::decode(&text, p.committed) else {
             prop_assert!(text.is_empty());
             prop_assert_eq!(overflow.records_dropped, p.unfinished.len());
+            prop_assert_eq!(overflow.notes_dropped, p.notes.len());
             return Ok(());
         };
         prop_assert_eq!(q.committed, p.committed);
         prop_assert_eq!(q.clean, p.clean);
+        prop_assert_eq!(q.dead_lettered, p.dead_lettered, "the count always fits first");
+        if q.notes.is_empty() {
+            prop_assert_eq!(overflow.notes_dropped, p.notes.len());
+        } else {
+            prop_assert_eq!(&q.notes, &p.notes);
+            prop_assert_eq!(overflow.notes_dropped, 0);
+        }
         prop_assert!(q.highest <= p.highest);
         let kept: BTreeMap<i64, RecordState> = p.unfinished.range(..=q.highest).map(|(&o, &s)| (o, s)).collect();
         prop_assert_eq!(&q.unfinished, &kept);
@@ -491,7 +575,7 @@ proptest! {
             committed,
             highest,
             unfinished: offsets.into_iter().map(|o| (o, RecordState::default())).collect(),
-            clean: false,
+            ..Progress::default()
         };
         let (text, overflow) = p.encode(max_len);
         prop_assert!(text.len() <= max_len);
@@ -502,4 +586,108 @@ proptest! {
             prop_assert_eq!(overflow.records_dropped, p.unfinished.len() - kept.len());
         }
     }
+}
+
+fn dead(offset: i64, kind: DeadLetterKind) -> DeadLetterNote {
+    DeadLetterNote {
+        offset,
+        at_ms: 1_764_000_000_000 + offset as u64,
+        kind,
+        attempts: 5,
+        last: Some(Failure::Status(503)),
+    }
+}
+
+#[test]
+fn dead_letter_count_and_newest_notes_round_trip() {
+    let mut p = progress(500, 520, &[(500, failing(17, 1_700_000_000_000, 0))], false);
+    for (offset, kind) in [
+        (400, DeadLetterKind::Refused),
+        (450, DeadLetterKind::RetriesExhausted),
+        (510, DeadLetterKind::CrashLoop),
+        (515, DeadLetterKind::SidecarError),
+    ] {
+        p.note_dead_letter(dead(offset, kind));
+    }
+    assert_eq!(p.dead_lettered, 4);
+    assert_eq!(
+        p.notes.iter().map(|n| n.offset).collect::<Vec<_>>(),
+        [450, 510, 515],
+        "the newest {MAX_NOTES}, oldest first"
+    );
+    let q = round_trip(&p);
+    assert_eq!(q, p);
+    assert_eq!(
+        q.state(500).and_then(|s| s.last),
+        Some(Failure::Status(503))
+    );
+}
+
+#[test]
+fn notes_give_way_before_entries_and_the_count_before_nothing() {
+    let mut p = progress(0, 9, &[(3, failing(2, 5, 0))], false);
+    p.note_dead_letter(dead(1, DeadLetterKind::Refused));
+    let (all, _) = p.encode(DEFAULT_MAX_LEN);
+    let without_notes = Progress {
+        notes: vec![],
+        ..p.clone()
+    };
+    let (short, _) = without_notes.encode(DEFAULT_MAX_LEN);
+    assert!(short.len() < all.len());
+    // Room for the entry and the count, not for the note.
+    let (text, overflow) = p.encode(short.len());
+    assert_eq!(overflow.notes_dropped, 1);
+    assert_eq!(overflow.records_dropped, 0);
+    let q = Progress::decode(&text, 0).expect("decodes");
+    assert_eq!((q.dead_lettered, q.notes.len(), q.highest), (1, 0, 9));
+}
+
+#[test]
+fn version_one_strings_are_still_read() {
+    // flags clean, span 3, one entry at committed: 2 attempts, failed at 4, one crash in flight.
+    let q = Progress::decode(&raw(&[1, 3, 1, 0, 2, 5, 3]), 10).expect("a v1 string");
+    assert_eq!(q.highest, 12);
+    assert!(q.clean);
+    assert_eq!((q.dead_lettered, q.notes.len()), (0, 0));
+    assert_eq!(
+        q.state(10),
+        Some(RecordState {
+            attempts: 2,
+            first_failure_ms: Some(4),
+            crashes: 1,
+            in_flight: true,
+            last: None,
+        })
+    );
+}
+
+#[test]
+fn unknown_codes_and_too_many_notes_are_not_ours() {
+    // flags, span 1, count 1, one note (offset +0, at 0, kind 2, 1 attempt, last 503 = [0xf7, 3]),
+    // no entries.
+    let good = [0, 1, 1, 1, 0, 0, 2, 1, 0xf7, 3, 0];
+    let q = Progress::decode(&raw2(&good), 7).expect("valid");
+    assert_eq!(q.notes[0].last, Some(Failure::Status(503)));
+    assert_eq!(q.notes[0].kind, DeadLetterKind::Refused);
+    let mut kind = good;
+    kind[6] = 9;
+    assert_eq!(Progress::decode(&raw2(&kind), 7), None, "unknown kind");
+    let mut last = good;
+    last[8] = 4;
+    last[9] = 0;
+    assert_eq!(
+        Progress::decode(&raw2(&last[..10]), 7),
+        None,
+        "failure code 4 is no writer's"
+    );
+    let mut many = vec![0, 1, 1, 4];
+    for _ in 0..4 {
+        many.extend([0, 0, 2, 1, 0]);
+    }
+    many.push(0);
+    assert_eq!(
+        Progress::decode(&raw2(&many), 7),
+        None,
+        "more than MAX_NOTES"
+    );
 }
