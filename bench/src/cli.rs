@@ -64,6 +64,17 @@ pub struct Cli {
     /// small cluster. Default: 100 with --quick, 1,000 otherwise.
     #[arg(long, env = "KCP_BENCH_OPERATOR_RESOURCES", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub operator_resources: Option<u32>,
+    /// Capacity scenario: seconds per phase of the app's capacity (8, 32, then 4 workers).
+    /// Default: 1.5 with --quick, 4 otherwise.
+    #[arg(long, env = "KCP_BENCH_CAPACITY_PHASE_SECS", value_parser = parse_secs)]
+    pub capacity_phase_secs: Option<f64>,
+    /// Capacity scenario: the fixed maxInFlight values swept against the adaptive limit.
+    /// Default: 1,8,32 with --quick, 1,2,4,8,16,32,64 otherwise.
+    #[arg(long, env = "KCP_BENCH_CAPACITY_SWEEP", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub capacity_sweep: Vec<u32>,
+    /// Outage scenario: seconds the app answers 503. Default: 5 with --quick, 30 otherwise.
+    #[arg(long, env = "KCP_BENCH_OUTAGE_SECS", value_parser = parse_secs)]
+    pub outage_secs: Option<f64>,
     /// Keep the scratch directory (each sidecar child's config and log) after a successful run.
     #[arg(long, env = "KCP_BENCH_KEEP_SCRATCH")]
     pub keep_scratch: bool,
@@ -81,6 +92,13 @@ fn parse_setting(s: &str) -> Result<(String, String), String> {
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && (0.1..=3600.0).contains(&x) => Ok(x),
+        _ => Err(format!("expected seconds from 0.1 to 3600, got {s:?}")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,6 +128,12 @@ pub enum Scenario {
     Resources,
     /// Seconds to drain 10,000 records with a 0–5 ms random sink, per ordering mode.
     Parallel,
+    /// An app whose capacity changes (8, 32, then 4 workers of 5 ms): adaptive concurrency
+    /// against a sweep of fixed maxInFlight, per phase.
+    Capacity,
+    /// An app that answers 503 for 30 s, then recovers: records dead-lettered and the time back
+    /// to full speed.
+    Outage,
     /// The operator with 1,000 resources: memory, time to reconcile all, writes per no-op
     /// reconcile, time to notice a spec change (needs KUBECONFIG).
     Operator,

@@ -9,6 +9,7 @@
 //! The one exception is the operator scenario: it needs a cluster (`KUBECONFIG`) and runs the
 //! operator as another child ([`operator`]) against it.
 
+pub mod answers;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -36,7 +37,7 @@ use crate::{
     kafka::Broker,
     machine::Machine,
     report::Report,
-    scenarios::{Ctx, Plan, operator::OperatorResult},
+    scenarios::{Ctx, Plan, capacity::Phase, operator::OperatorResult},
     sink::Sink,
 };
 
@@ -79,6 +80,24 @@ pub fn plan(cli: &Cli) -> Plan {
             },
             |n| n as usize,
         ),
+        app_service_ms: 5,
+        capacity_phases: [8, 32, 4]
+            .map(|capacity| Phase {
+                capacity,
+                seconds: cli.capacity_phase_secs.unwrap_or(if q { 1.5 } else { 4.0 }),
+            })
+            .to_vec(),
+        capacity_sweep: if !cli.capacity_sweep.is_empty() {
+            cli.capacity_sweep.clone()
+        } else if q {
+            vec![1, 8, 32]
+        } else {
+            vec![1, 2, 4, 8, 16, 32, 64]
+        },
+        capacity_adaptive_max_in_flight: 64,
+        outage_before_secs: if q { 2.0 } else { 5.0 },
+        outage_secs: cli.outage_secs.unwrap_or(if q { 5.0 } else { 30.0 }),
+        outage_after_secs: if q { 4.0 } else { 8.0 },
     }
 }
 
@@ -129,6 +148,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             latency: None,
             resources: None,
             parallel: None,
+            capacity: None,
+            outage: None,
             operator: OperatorResult::NotSelected,
             not_measured: Vec::new(),
         };
@@ -154,6 +175,18 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             match scenarios::parallel::run(&ctx).await {
                 Ok(p) => report.parallel = Some(p),
                 Err(e) => report.not_measured.push(format!("parallel-consumer table: {e:#}")),
+            }
+        }
+        if wants(cli, Scenario::Capacity) {
+            match scenarios::capacity::run(&ctx).await {
+                Ok(c) => report.capacity = Some(c),
+                Err(e) => report.not_measured.push(format!("capacity: {e:#}")),
+            }
+        }
+        if wants(cli, Scenario::Outage) {
+            match scenarios::outage::run(&ctx).await {
+                Ok(o) => report.outage = Some(o),
+                Err(e) => report.not_measured.push(format!("outage: {e:#}")),
             }
         }
         if wants(cli, Scenario::Operator) {

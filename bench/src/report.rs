@@ -3,7 +3,9 @@
 //! Pure: figures in, text out. Targets are printed beside figures with a verdict; nothing is
 //! asserted.
 
+mod flow;
 mod operator;
+mod parallel;
 
 use std::fmt::Write as _;
 
@@ -12,12 +14,14 @@ use serde::Serialize;
 use crate::{
     machine::Machine,
     scenarios::{
-        Plan, Verdict, latency::Latency, operator::OperatorResult, parallel::Parallel,
-        resources::Resources, throughput::Throughput,
+        Plan, Verdict, capacity::Capacity, latency::Latency, operator::OperatorResult,
+        outage::Outage, parallel::Parallel, resources::Resources, throughput::Throughput,
     },
     stats::Summary,
 };
+use flow::{capacity_md, outage_md};
 use operator::operator_md;
+use parallel::parallel_md;
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,6 +37,8 @@ pub struct Report {
     pub latency: Option<Latency>,
     pub resources: Option<Resources>,
     pub parallel: Option<Parallel>,
+    pub capacity: Option<Capacity>,
+    pub outage: Option<Outage>,
     pub operator: OperatorResult,
     /// Scenarios that were selected but could not be measured, with the reason.
     pub not_measured: Vec<String>,
@@ -84,6 +90,8 @@ impl Report {
                 .is_some_and(|t| !t.errors.is_empty())
             || self.latency.as_ref().is_some_and(|l| !l.errors.is_empty())
             || self.parallel.as_ref().is_some_and(|p| !p.errors.is_empty())
+            || self.capacity.as_ref().is_some_and(|c| !c.errors.is_empty())
+            || self.outage.as_ref().is_some_and(|x| !x.errors.is_empty())
             || self.operator.is_error()
     }
 
@@ -126,6 +134,12 @@ impl Report {
         }
         if let Some(pc) = &self.parallel {
             parallel_md(&mut o, pc);
+        }
+        if let Some(c) = &self.capacity {
+            capacity_md(&mut o, c);
+        }
+        if let Some(x) = &self.outage {
+            outage_md(&mut o, x);
         }
         operator_md(&mut o, &self.operator);
         if !self.not_measured.is_empty() {
@@ -353,59 +367,6 @@ fn resources_md(o: &mut String, r: &Resources) {
         "| CPU seconds per 10,000 records above the idle rate (informative) | {:.3} s | | |\n",
         r.cpu_seconds_per_10k_above_idle
     );
-}
-
-fn parallel_md(o: &mut String, pc: &Parallel) {
-    let _ = writeln!(
-        o,
-        "## Parallel-consumer table ({} records of {} B, 1 partition, sink sleeps 0–{} ms at random per record, maxInFlight {}, {} repeat(s))\n",
-        thousands(pc.records as f64),
-        pc.value_size,
-        pc.max_sleep_us as f64 / 1000.0,
-        pc.max_in_flight,
-        pc.repeats
-    );
-    let bare = pc
-        .bare_client
-        .map_or("—".into(), |s| format!("{:.2} s", s.median));
-    let sequential = pc
-        .bare_client_sequential
-        .map_or("—".into(), |s| format!("{:.2} s", s.median));
-    let _ = writeln!(
-        o,
-        "Sum of the sleeps (partition mode's floor): **{:.2} s**. Bare hyper client, same sleeps: {bare} at {} in flight, {sequential} one at a time (partition mode with no Kafka and no sidecar: the sleeps plus the sink's and HTTP's own cost). Floor = perfect scheduling with these sleeps. Published for Confluent's Parallel Consumer (16 threads): ~22 s partition, ~2.1 s key.\n",
-        pc.sum_of_sleeps_seconds, pc.max_in_flight
-    );
-    let _ = writeln!(
-        o,
-        "| mode | seconds to drain | spread | floor | ÷ floor | Parallel Consumer | target | verdict |\n|---|---:|---:|---:|---:|---:|---|---|"
-    );
-    for r in &pc.rows {
-        let (m, s) = if r.capped.is_empty() {
-            spread(r.seconds, |x| num(x, 2))
-        } else {
-            (
-                format!("> {:.0} (capped: {})", pc.cap_seconds, r.capped.join("; ")),
-                String::new(),
-            )
-        };
-        let ratio = r.ratio_to_floor.map_or("—".into(), |x| num(x.median, 2));
-        let published = r
-            .published_seconds
-            .map_or(String::new(), |x| format!("~{x} s"));
-        let _ = writeln!(
-            o,
-            "| {} | {m} | {s} | {:.2} | {ratio} | {published} | {} | {} |",
-            r.mode,
-            r.floor_seconds,
-            r.target.as_deref().unwrap_or(""),
-            r.verdict.label()
-        );
-    }
-    for e in &pc.errors {
-        let _ = writeln!(o, "\n- error: {e}");
-    }
-    o.push('\n');
 }
 
 #[cfg(test)]

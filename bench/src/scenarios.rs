@@ -1,8 +1,11 @@
 //! The scenarios and what they share: the plan (counts and repeats), the run context (broker,
 //! sink, scratch directory) and one helper that runs the sidecar child over a preloaded topic.
 
+pub mod capacity;
+pub mod flow;
 pub mod latency;
 pub mod operator;
+pub mod outage;
 pub mod parallel;
 pub mod resources;
 pub mod throughput;
@@ -15,7 +18,7 @@ use serde::Serialize;
 
 use crate::{
     kafka::Broker,
-    sidecar::{self, Setup, SidecarProc},
+    sidecar::{self, Flow, Setup, SidecarProc},
     sink::{Counts, Delay, Sink},
 };
 
@@ -49,6 +52,17 @@ pub struct Plan {
     pub kafka_settings: Vec<(String, String)>,
     /// Resources of the operator scenario (`--operator-resources`).
     pub operator_resources: usize,
+    /// Capacity and outage scenarios: the app model's service time per request.
+    pub app_service_ms: u64,
+    /// Capacity scenario: the app model's phases, the fixed `maxInFlight` values swept, and the
+    /// adaptive limit's ceiling.
+    pub capacity_phases: Vec<capacity::Phase>,
+    pub capacity_sweep: Vec<u32>,
+    pub capacity_adaptive_max_in_flight: u32,
+    /// Outage scenario: seconds of normal service before, of 503 answers, and after.
+    pub outage_before_secs: f64,
+    pub outage_secs: f64,
+    pub outage_after_secs: f64,
 }
 
 /// What every scenario uses.
@@ -109,7 +123,8 @@ impl<'a> Ctx<'a> {
         v
     }
 
-    /// Starts a sidecar child on `topic` and waits until it holds all `partitions`.
+    /// Starts a sidecar child on `topic` with the delivery settings of `flow` and waits until
+    /// it holds all `partitions`.
     pub async fn start_sidecar(
         &self,
         topic: &str,
@@ -117,6 +132,7 @@ impl<'a> Ctx<'a> {
         ordering: Ordering,
         max_in_flight: u32,
         client_config: Vec<(String, String)>,
+        flow: Flow,
     ) -> anyhow::Result<SidecarProc> {
         let group = self.unique("group");
         let setup = Setup {
@@ -131,6 +147,7 @@ impl<'a> Ctx<'a> {
                 .cloned()
                 .chain(client_config)
                 .collect(),
+            flow,
         };
         let config = sidecar::config(&self.bootstrap, &self.sink.url(), &setup)?;
         let mut child = SidecarProc::spawn(&self.child_exe, &config, &self.workdir, &group).await?;
@@ -160,7 +177,14 @@ impl<'a> Ctx<'a> {
     ) -> anyhow::Result<Drain> {
         self.sink.reset(delay, false);
         let child = self
-            .start_sidecar(topic, partitions, ordering, max_in_flight, Vec::new())
+            .start_sidecar(
+                topic,
+                partitions,
+                ordering,
+                max_in_flight,
+                Vec::new(),
+                Flow::default(),
+            )
             .await?;
         let mut counts = self.sink.wait_done(records, cap).await;
         if counts.done < records {

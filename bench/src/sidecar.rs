@@ -18,7 +18,11 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use kcp_crds::{SidecarConfig, v1alpha1::Ordering};
+use kcp_crds::{
+    SidecarConfig,
+    config::{Concurrency, OutageConfig},
+    v1alpha1::{OnExhausted, Ordering, RetrySpec},
+};
 use kcp_sidecar::{serve, telemetry};
 use serde_json::{Value, json};
 use tokio::{
@@ -41,6 +45,21 @@ pub struct Setup {
     pub max_in_flight: u32,
     /// Extra librdkafka properties (`kafka.clientConfig`).
     pub client_config: Vec<(String, String)>,
+    pub flow: Flow,
+}
+
+/// The delivery settings the flow scenarios (capacity, outage) choose. `Flow::default()` is
+/// what the other scenarios run: fixed `maxInFlight`, outage detection with its defaults, and
+/// quick retries (3 attempts, 10–100 ms) that skip a record they give up, so a failure never
+/// stalls a throughput run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub concurrency: Concurrency,
+    /// `delivery.outage: null` (detection off) instead of its defaults.
+    pub outage_off: bool,
+    /// The resource's defaults for `delivery.retry` and `delivery.onExhausted` (5 attempts,
+    /// 1 s doubling up to 60 s, then the dead-letter topic `<topic>-dlq`), as a user gets them.
+    pub resource_retry: bool,
 }
 
 /// The JSON name of an ordering mode.
@@ -59,7 +78,7 @@ pub fn config(bootstrap: &str, sink_url: &str, s: &Setup) -> anyhow::Result<Side
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    let v = json!({
+    let mut v = json!({
         "kafka": {
             "bootstrapServers": bootstrap,
             "topics": [s.topic],
@@ -81,10 +100,16 @@ pub fn config(bootstrap: &str, sink_url: &str, s: &Setup) -> anyhow::Result<Side
             "drainTimeout": "5s",
             "retry": { "maxAttempts": 3, "initialBackoff": "10ms", "maxBackoff": "100ms", "multiplier": 2.0 },
             "onExhausted": "skip",
+            "concurrency": s.flow.concurrency,
+            "outage": (!s.flow.outage_off).then(OutageConfig::default),
         },
         "admin": { "listen": "127.0.0.1:0" },
         "log": { "level": "warn", "format": "plain" },
     });
+    if s.flow.resource_retry {
+        v["delivery"]["retry"] = serde_json::to_value(RetrySpec::default())?;
+        v["delivery"]["onExhausted"] = serde_json::to_value(OnExhausted::default())?;
+    }
     SidecarConfig::parse(&v.to_string()).map_err(|e| anyhow::anyhow!("bench sidecar config: {e}"))
 }
 
@@ -210,7 +235,8 @@ impl SidecarProc {
             .clone()
     }
 
-    fn stat_u64(&self, name: &str) -> u64 {
+    /// A counter of the latest `StatsSnapshot` by its JSON name (`deadLettered`); 0 when absent.
+    pub fn stat_u64(&self, name: &str) -> u64 {
         self.stats()
             .and_then(|v| v.get(name).and_then(Value::as_u64))
             .unwrap_or(0)
@@ -275,5 +301,55 @@ impl SidecarProc {
                 bail!("sidecar child did not stop within {timeout:?}; killed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(flow: Flow) -> Setup {
+        Setup {
+            topic: "t".into(),
+            group: "g".into(),
+            ordering: Ordering::Key,
+            max_in_flight: 64,
+            client_config: Vec::new(),
+            flow,
+        }
+    }
+
+    fn parsed(flow: Flow) -> SidecarConfig {
+        config("127.0.0.1:9092", "http://127.0.0.1:1/records", &setup(flow)).expect("valid config")
+    }
+
+    #[test]
+    fn the_default_flow_is_fixed_with_outage_detection_and_quick_skipping_retries() {
+        let c = parsed(Flow::default());
+        assert_eq!(c.delivery.concurrency, Concurrency::Fixed);
+        assert_eq!(c.delivery.outage, Some(OutageConfig::default()));
+        assert_eq!(c.delivery.retry.max_attempts, 3);
+        assert_eq!(c.delivery.on_exhausted, OnExhausted::Skip);
+    }
+
+    #[test]
+    fn a_flow_turns_adaptive_detection_off_and_the_resource_retries_on() {
+        let c = parsed(Flow {
+            concurrency: Concurrency::Adaptive,
+            outage_off: true,
+            resource_retry: true,
+        });
+        assert_eq!(c.delivery.concurrency, Concurrency::Adaptive);
+        assert_eq!(c.delivery.outage, None);
+        let r = RetrySpec::default();
+        assert_eq!(
+            (
+                c.delivery.retry.max_attempts,
+                c.delivery.retry.initial_backoff
+            ),
+            (r.max_attempts as u32, r.initial_backoff)
+        );
+        assert_eq!(c.delivery.on_exhausted, OnExhausted::DeadLetter);
+        assert_eq!(c.delivery.dead_letter_topic_for("t"), "t-dlq");
     }
 }

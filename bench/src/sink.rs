@@ -7,6 +7,12 @@
 //! does not depend on arrival order, and per-key floors can be computed up front) and by arrival
 //! order otherwise. Sleeps run as `std::thread::sleep` on the blocking pool: tokio's timer has
 //! millisecond resolution, which would round every sleep up.
+//!
+//! The flow scenarios put an app model behind it instead ([`app`]: a worker pool whose capacity
+//! changes while it runs, or an app that goes down), which answers 503 when shed or down.
+
+pub mod app;
+pub mod pool;
 
 use std::{
     convert::Infallible,
@@ -20,12 +26,15 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
+use hyper::{
+    Request, Response, StatusCode, body::Incoming, server::conn::http1, service::service_fn,
+};
 use hyper_util::rt::TokioIo;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::clock::{now_ns, sent_ns};
+use app::App;
 
 /// How long the sink waits before answering.
 #[derive(Clone, Debug, Default)]
@@ -70,6 +79,8 @@ impl Counts {
 #[derive(Default)]
 struct State {
     delay: Mutex<Delay>,
+    /// When set, it answers instead of `delay` ([`Sink::reset_app`]).
+    app: Mutex<Option<Arc<App>>>,
     record_latency: AtomicBool,
     arrived: AtomicU64,
     done: AtomicU64,
@@ -119,8 +130,18 @@ impl Sink {
 
     /// Zeroes the counters and sets the behaviour for the next measurement.
     pub fn reset(&self, delay: Delay, record_latency: bool) {
+        self.reset_with(delay, None, record_latency);
+    }
+
+    /// Zeroes the counters and puts `app` behind the sink for the next measurement.
+    pub fn reset_app(&self, app: Arc<App>) {
+        self.reset_with(Delay::None, Some(app), false);
+    }
+
+    fn reset_with(&self, delay: Delay, app: Option<Arc<App>>, record_latency: bool) {
         let s = &self.state;
         *s.delay.lock().expect("invariant: sink lock never poisoned") = delay;
+        *s.app.lock().expect("invariant: sink lock never poisoned") = app;
         s.record_latency.store(record_latency, Relaxed);
         s.latencies_ns
             .lock()
@@ -217,6 +238,20 @@ async fn handle(
             .lock()
             .expect("invariant: sink lock never poisoned")
             .push(arrived_ns.saturating_sub(sent));
+    }
+    let app = st
+        .app
+        .lock()
+        .expect("invariant: sink lock never poisoned")
+        .clone();
+    if let Some(app) = app {
+        let status = app.serve(arrived_ns).await;
+        st.last_done_ns.fetch_max(now_ns(), Relaxed);
+        st.done.fetch_add(1, Relaxed);
+        let mut response = Response::new(Empty::new());
+        *response.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Ok(response);
     }
     let delay = match &*st
         .delay

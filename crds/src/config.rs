@@ -23,7 +23,9 @@ use crate::{
 
 pub use crate::v1alpha1::BodyAck;
 
+mod flow;
 mod formats;
+pub use flow::{Concurrency, OutageConfig, render_outage};
 pub use formats::{
     CloudEventsConfig, Decode, Format, REGISTRY_TLS_MOUNT_DIR, SCHEMA_REGISTRY_PASSWORD_ENV,
     SCHEMA_REGISTRY_USERNAME_ENV, SchemaRegistryConfig,
@@ -199,6 +201,12 @@ pub struct DeliveryConfig {
     /// without it (an older operator) gets the resource's default.
     #[serde(default = "default_max_crashes")]
     pub max_crashes: u32,
+    /// Fixed or adaptive requests in flight; a config without it gets `fixed`.
+    #[serde(default)]
+    pub concurrency: Concurrency,
+    /// The endpoint outage detector; `null`: off. A config without it gets the defaults (on).
+    #[serde(default = "flow::default_outage")]
+    pub outage: Option<OutageConfig>,
 }
 
 fn default_max_crashes() -> u32 {
@@ -541,6 +549,7 @@ impl SidecarConfig {
             ));
         }
         p.extend(formats::problems(self));
+        p.extend(flow::problems(self));
         p
     }
 
@@ -667,6 +676,8 @@ impl SidecarConfig {
                 on_exhausted: d.on_exhausted,
                 dead_letter_topic: d.dead_letter.as_ref().and_then(|dl| dl.topic.clone()),
                 max_crashes: u32::try_from(d.max_crashes).unwrap_or(0),
+                concurrency: d.concurrency,
+                outage: render_outage(&d.outage),
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([0, 0, 0, 0], admin_port)),

@@ -16,8 +16,9 @@
 //! understand (another client's string, an unknown version, a truncated or inconsistent one)
 //! yields `None`, and then nothing is skipped.
 //!
-//! Format: [`PREFIX`], then URL-safe base64 without padding of: a flags byte (bit 0: clean), the
-//! LEB128 varint `highest - committed + 1`, the varint `dead_lettered`, the varint count of
+//! Format: [`PREFIX`], then URL-safe base64 without padding of: a flags byte (bit 0: clean, bit
+//! 1: an endpoint outage on), the LEB128 varint `highest - committed + 1`, with bit 1 the
+//! varints outage class code and `since_ms`, the varint `dead_lettered`, the varint count of
 //! dead-letter notes and per note the varints zigzag(`offset - committed`), `at_ms`, kind code,
 //! `attempts` and last-failure code ([`notes`]); then the varint count of entries, and per
 //! entry the varints `offset - committed` (first entry) or `offset - previous - 1` (the others),
@@ -33,7 +34,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 mod notes;
 mod wire;
 
-pub use notes::{DeadLetterKind, DeadLetterNote, Failure};
+pub use notes::{DeadLetterKind, DeadLetterNote, Failure, OutageClass, OutageNote};
 use wire::{Reader, put_varint, unzigzag, varint_len, zigzag};
 
 /// Marks metadata written by this codec, version 2. Anything else is not ours to read.
@@ -50,6 +51,8 @@ pub const MAX_NOTES: usize = 3;
 
 /// Flags bit 0: the commit was a graceful handover.
 const CLEAN: u8 = 1;
+/// Flags bit 1: the writer's endpoint was out (version 2 only).
+const OUTAGE: u8 = 2;
 /// The fewest bytes an entry takes (one-byte varints): bounds a claimed count.
 const MIN_ENTRY_LEN: [usize; 2] = [4, 5];
 /// The fewest bytes a dead-letter note takes.
@@ -91,6 +94,8 @@ pub struct Progress {
     pub dead_lettered: u64,
     /// The newest dead-lettered records, oldest first, at most [`MAX_NOTES`].
     pub notes: Vec<DeadLetterNote>,
+    /// The endpoint outage the writer saw going on when it committed, if any.
+    pub outage: Option<OutageNote>,
 }
 
 /// What [`Progress::encode`] had to leave out to fit.
@@ -185,7 +190,8 @@ impl Progress {
         }
 
         let mut bytes = Vec::with_capacity(header(listed, &extras) + body);
-        bytes.push(if self.clean { CLEAN } else { 0 });
+        let outage = if self.outage.is_some() { OUTAGE } else { 0 };
+        bytes.push(if self.clean { CLEAN } else { 0 } | outage);
         put_varint(&mut bytes, span(listed));
         bytes.extend_from_slice(&extras);
         put_varint(&mut bytes, listed as u128);
@@ -202,6 +208,10 @@ impl Progress {
     /// The dead-letter count and `notes`, as written after the span.
     fn extras(&self, notes: &[DeadLetterNote], c: i128) -> Vec<u8> {
         let mut out = Vec::new();
+        if let Some(o) = &self.outage {
+            put_varint(&mut out, o.class.code());
+            put_varint(&mut out, u128::from(o.since_ms));
+        }
         put_varint(&mut out, u128::from(self.dead_lettered));
         put_varint(&mut out, notes.len() as u128);
         for n in notes {
@@ -229,7 +239,8 @@ impl Progress {
         let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
         let mut r = Reader(&bytes);
         let flags = r.byte()?;
-        if flags & !CLEAN != 0 {
+        let known = if v2 { CLEAN | OUTAGE } else { CLEAN };
+        if flags & !known != 0 {
             return None;
         }
         let c = i128::from(committed);
@@ -242,6 +253,12 @@ impl Progress {
             clean: flags & CLEAN != 0,
             ..Progress::default()
         };
+        if flags & OUTAGE != 0 {
+            progress.outage = Some(OutageNote {
+                class: OutageClass::from_code(r.varint()?)?,
+                since_ms: r.int()?,
+            });
+        }
         if v2 {
             progress.dead_lettered = r.int()?;
             let count: usize = r.int()?;

@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::Duration;
 
+mod flow;
 mod formats;
 mod schema;
+pub use flow::{Concurrency, OutageSpec};
 pub use formats::{
     CloudEventsSpec, DEFAULT_CLOUDEVENTS_TYPE, Decode, Format, RegistryBasicAuth, RegistryTls,
     SchemaCacheSpec, SchemaRegistrySpec,
@@ -592,6 +594,21 @@ pub struct DeliverySpec {
     #[serde(default = "default_max_crashes")]
     #[schemars(range(min = 0, max = 100))]
     pub max_crashes: i32,
+
+    /// `fixed` (default): up to `maxInFlight` requests at once. `adaptive`: a limit under
+    /// `maxInFlight` that follows the app's response times and back-pressure answers. Either
+    /// way an answer's `Retry-After` (on a 429 or a 503) holds every new request until then.
+    /// Ordering is unchanged: this bounds requests in flight across lanes.
+    #[serde(default)]
+    pub concurrency: Concurrency,
+
+    /// When the endpoint fails every record alike (an app down behind a Service, an Ingress or
+    /// a mesh answering 502/503/504, or a misconfiguration answering 404, 401/403 or a
+    /// redirect), it is an outage, not bad records: attempts stop counting, nothing is
+    /// dead-lettered, records stop being taken, and the sidecar probes until the endpoint
+    /// answers. A record that fails while other records succeed is still the record's fault.
+    #[serde(default)]
+    pub outage: OutageSpec,
 }
 
 /// Delivery order.
@@ -943,6 +960,8 @@ impl Default for DeliverySpec {
             on_exhausted: OnExhausted::default(),
             dead_letter: None,
             max_crashes: default_max_crashes(),
+            concurrency: Concurrency::default(),
+            outage: OutageSpec::default(),
         }
     }
 }

@@ -16,6 +16,8 @@
 -- condition's reason and message (what to do), so a Healthy resource still shows it.
 -- PartitionsStuck=True (a partition's committed offset has not moved for the stuck window) does
 -- not change it either: the pods are fine, a record is not; the message names the partitions.
+-- EndpointOutage=True (the sidecars see the app fail every record alike and wait for it) keeps
+-- the health too: the pods are fine and nothing is lost; the message says how and since when.
 -- Tested on every status the operator can write: samples.json, generated from the status code.
 -- Argo CD runs this with gopher-lua (Lua 5.1): no goto, no integer division, no bit operators.
 local hs = { status = "Progressing", message = "Waiting for the operator to report status" }
@@ -47,6 +49,10 @@ local function with_notes(message)
   local stuck = by_type["PartitionsStuck"]
   if stuck ~= nil and stuck.status == "True" then
     message = message .. "; " .. describe(stuck, "PartitionsStuck")
+  end
+  local outage = by_type["EndpointOutage"]
+  if outage ~= nil and outage.status == "True" then
+    message = message .. "; " .. describe(outage, "EndpointFailsEveryRecord")
   end
   return message
 end

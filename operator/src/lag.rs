@@ -123,6 +123,20 @@ pub struct LagSnapshot {
     pub stuck: Vec<StuckPartition>,
     /// Stuck partitions in all, listed or not.
     pub stuck_count: usize,
+    /// An endpoint outage the sidecars' last commits report.
+    pub outage: Option<OutageSeen>,
+}
+
+/// An endpoint outage, as the group's commits report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutageSeen {
+    /// How the records fail: `5xx`, `429`, `404`, `401/403`, `3xx`, `timeout`,
+    /// `connection error`.
+    pub class: &'static str,
+    /// When it began, in milliseconds since the Unix epoch (the earliest reported).
+    pub since_ms: u64,
+    /// The partitions whose last commit reports it, sorted.
+    pub partitions: Vec<String>,
 }
 
 /// Where one partition of the group stands, and what its last commit said of the record there.
@@ -189,6 +203,7 @@ impl LagSnapshot {
             positions: Vec::new(),
             stuck: Vec::new(),
             stuck_count: 0,
+            outage: None,
         }
     }
 }

@@ -30,8 +30,8 @@ use kcp_operator::{
 use serde_json::{Value, json};
 
 use inputs::{
-    RUNNING, SUSPENDED, blocked, dead_letter_problem, deployment, kafka_down, lag, status, stuck,
-    stuck_partition, terminating, unseen, user_errors,
+    RUNNING, SUSPENDED, blocked, dead_letter_problem, deployment, endpoint_outage, kafka_down, lag,
+    status, stuck, stuck_partition, terminating, unseen, user_errors,
 };
 
 const SAMPLES: &str = "manifests/argocd/samples.json";
@@ -39,7 +39,7 @@ const REGENERATE: &str = "KCP_UPDATE_SNAPSHOTS=1 cargo test -p kcp-operator --te
 
 /// Every condition reason the operator writes. `sample_for` matches on each without a
 /// wildcard, so a new `Reason` does not compile until it has a sample here.
-const ALL_REASONS: [Reason; 17] = [
+const ALL_REASONS: [Reason; 19] = [
     Reason::Available,
     Reason::Suspended,
     Reason::DeploymentProgressing,
@@ -57,6 +57,8 @@ const ALL_REASONS: [Reason; 17] = [
     Reason::DeadLetterTopicNotAuthorized,
     Reason::PartitionsStuck,
     Reason::PartitionsMoving,
+    Reason::EndpointFailsEveryRecord,
+    Reason::EndpointAnswers,
 ];
 
 /// The sample that shows `reason` to Argo CD.
@@ -81,6 +83,8 @@ fn sample_for(reason: Reason) -> &'static str {
         }
         Reason::PartitionsStuck => "ready, a partition stuck",
         Reason::PartitionsMoving => "ready",
+        Reason::EndpointFailsEveryRecord => "ready, the app failing every record",
+        Reason::EndpointAnswers => "ready",
     }
 }
 
@@ -261,6 +265,20 @@ fn samples() -> Vec<Sample> {
         ),
         "Healthy",
         "3 of 3 pods available; PartitionsStuck: orders/0 stuck at offset 1000 for 6m40s (record tried 17 times, last 503)",
+    );
+    add(
+        "ready, the app failing every record",
+        1,
+        status(
+            1,
+            RUNNING,
+            Some(&ready_dep),
+            &endpoint_outage(30),
+            Some(&ready),
+            30,
+        ),
+        "Healthy",
+        "3 of 3 pods available; EndpointFailsEveryRecord: the app answers every record alike (5xx) since 2027-01-15T08:00:00Z, as the last commits of orders/0 report: the sidecars count no attempt, dead-letter nothing and take no record until a probe gets an answer",
     );
     add(
         "suspending, pods terminating",

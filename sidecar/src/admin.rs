@@ -114,6 +114,11 @@ impl Admin {
         if !self.stats.gate.is_open() {
             return Err("the app does not answer (consumption paused)");
         }
+        if self.stats.gate.outage() {
+            return Err(
+                "endpoint outage: the app answers every record with an error (consumption paused, probing)",
+            );
+        }
         Ok(())
     }
 

@@ -19,18 +19,19 @@ use std::{
 
 use kcp_crds::{
     SidecarConfig,
-    progress::{DeadLetterKind, DeadLetterNote, Failure},
+    progress::DeadLetterKind,
     v1alpha1::{Guarantee, OnExhausted},
 };
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::{
+    concurrency::{Limiter, Signal},
     deadletter::{DeadLetter, FailureLog, LastFailure},
     dispatch::Job,
     forward::{Decision, Forwarder, Outcome, classify},
     offsets::OffsetTracker,
+    outage::{self, Outage, Verdict},
     record::Tp,
     retry::{Backoff, jitter},
     stats::Stats,
@@ -56,7 +57,10 @@ pub struct Deliverer {
     pub max_crashes: u32,
     pub on_exhausted: OnExhausted,
     pub guarantee: Guarantee,
-    pub permits: Arc<Semaphore>,
+    /// Requests in flight across lanes (`concurrency.rs`).
+    pub limiter: Limiter,
+    /// Endpoint outage or bad records (`outage.rs`).
+    pub outage: Outage,
     pub tracker: Arc<Mutex<OffsetTracker<Tp>>>,
     pub stats: Arc<Stats>,
     /// Whether the last attempt found the endpoint unreachable (logs once per outage).
@@ -82,7 +86,20 @@ impl Deliverer {
             max_crashes: d.max_crashes,
             on_exhausted: d.on_exhausted,
             guarantee: d.guarantee,
-            permits: Arc::new(Semaphore::new(d.max_in_flight.max(1) as usize)),
+            limiter: Limiter::from_config(d.concurrency, d.max_in_flight, Arc::clone(&stats)),
+            // `block` never gives a record up: there is no flood of dead letters to stop, and
+            // the records it holds would look like an outage.
+            outage: Outage::new(
+                d.outage
+                    .as_ref()
+                    .filter(|_| d.on_exhausted != OnExhausted::Block)
+                    .map(|o| outage::Settings {
+                        records: o.records as usize,
+                        window_ms: o.window.as_std().as_millis() as u64,
+                        max_probe_interval_ms: o.max_probe_interval.as_std().as_millis() as u64,
+                    }),
+                Arc::clone(&stats),
+            ),
             tracker,
             stats,
             endpoint_down: AtomicBool::new(false),
@@ -196,10 +213,17 @@ impl Deliverer {
                 .await;
         }
         loop {
-            let Some(outcome) = self.attempt(job, attempts + 1).await else {
+            let Some((outcome, failed_at)) = self.attempt(job, attempts + 1).await else {
                 return End::Abandoned;
             };
             let decision = classify(&outcome, self.forwarder.policy());
+            if Outage::endpoint_like(&outcome) && self.outage.is_out() {
+                // Every record fails alike: the endpoint's outage, not this record's failure.
+                // Not counted; the next attempt waits for the breaker's probe (`outage.rs`).
+                self.stats.metrics.attempt_failed(&outcome);
+                debug!(coordinates = %record.coordinates(), "Endpoint outage: attempt not counted");
+                continue;
+            }
             if !matches!(decision, Decision::Delivered | Decision::Skip) {
                 self.stats.metrics.attempt_failed(&outcome);
             }
@@ -254,6 +278,11 @@ impl Deliverer {
                         .await;
                 }
                 Decision::Reject { reason } => {
+                    match self.judge(&outcome, failed_at, &p.stop).await {
+                        None => return End::Abandoned,
+                        Some(Verdict::Outage) => continue,
+                        Some(_) => {}
+                    }
                     attempts += 1;
                     down_waits = 0;
                     FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
@@ -271,15 +300,23 @@ impl Deliverer {
                     }
                 }
                 Decision::Retry { after } => {
-                    attempts += 1;
-                    down_waits = 0;
-                    FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
-                    self.note_attempts(job, &failures);
                     // At most once: the app may have received this request (it answered, or
                     // did not answer in time), so it is never sent again. A refused connection
                     // is `AppDown` above: never delivered, so waiting for the app is safe.
                     let at_most_once = self.guarantee == Guarantee::AtMostOnce;
-                    if at_most_once || (self.max_attempts != 0 && attempts >= self.max_attempts) {
+                    let last = self.max_attempts != 0 && attempts + 1 >= self.max_attempts;
+                    if last && !at_most_once {
+                        match self.judge(&outcome, failed_at, &p.stop).await {
+                            None => return End::Abandoned,
+                            Some(Verdict::Outage) => continue,
+                            Some(_) => {}
+                        }
+                    }
+                    attempts += 1;
+                    down_waits = 0;
+                    FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
+                    self.note_attempts(job, &failures);
+                    if at_most_once || last {
                         let (why, kind) = if at_most_once {
                             ("not retried (atMostOnce)", DeadLetterKind::NotRetried)
                         } else {
@@ -305,12 +342,31 @@ impl Deliverer {
         }
     }
 
-    /// One HTTP request under a `maxInFlight` permit; `None` when stopped first.
-    async fn attempt(&self, job: &Job, attempt: u32) -> Option<Outcome> {
+    /// Before a record is given up for a failure that may be the endpoint's: waits until the
+    /// endpoint is known to work (the failure is the record's) or known out (`outage.rs`).
+    /// `None` when stopped first.
+    async fn judge(
+        &self,
+        outcome: &Outcome,
+        failed_at: u64,
+        stop: &CancellationToken,
+    ) -> Option<Verdict> {
+        // `block` never gives a record up: it has nothing to wait for.
+        if !Outage::endpoint_like(outcome) || self.on_exhausted == OnExhausted::Block {
+            return Some(Verdict::RecordsFault);
+        }
+        self.outage.verdict(failed_at, stop).await
+    }
+
+    /// One HTTP request under the concurrency limit, once the breaker lets it go; `None` when
+    /// stopped first. Also returns when it ended, on the breaker's clock.
+    async fn attempt(&self, job: &Job, attempt: u32) -> Option<(Outcome, u64)> {
         let p = &job.partition;
         if p.stop.is_cancelled() {
             return None;
         }
+        // While the endpoint is out, one request at a time probes it.
+        self.outage.admit(&p.stop).await?;
         if self.stats.gate.is_held() {
             // The app announced its stop (`gate.rs`, hold): nothing new is sent to it.
             tokio::select! {
@@ -319,122 +375,48 @@ impl Deliverer {
                 _ = self.stats.gate.unheld() => {}
             }
         }
-        let _permit = tokio::select! {
+        let permit = tokio::select! {
             biased;
             _ = p.stop.cancelled() => return None,
-            permit = self.permits.acquire() => permit.expect("invariant: the permit semaphore is never closed"),
+            permit = self.limiter.acquire() => permit,
         };
         let _in_flight = InFlight::start(&self.stats);
         // Commits meanwhile list it as in flight: a crash now counts against it (`carry.rs`).
         self.mark_in_flight(job, true);
         let started = std::time::Instant::now();
+        let sent_at = self.outage.clock();
         let outcome = tokio::select! {
             biased;
             _ = p.abort.cancelled() => None,
             o = self.forwarder.attempt(&job.record, attempt) => Some(o),
         };
         self.mark_in_flight(job, false);
-        if outcome.is_some() {
-            self.stats.metrics.attempt_took(started.elapsed());
+        let outcome = outcome?;
+        self.stats.metrics.attempt_took(started.elapsed());
+        if let Outcome::Response {
+            retry_after: Some(after),
+            ..
+        } = &outcome
+        {
+            // The app asked the endpoint to slow down, not this record alone.
+            let pause = (*after).min(crate::retry::RETRY_AFTER_CEILING);
+            self.limiter
+                .pause_until(tokio::time::Instant::now() + pause);
         }
-        outcome
-    }
-
-    /// Applies `onExhausted`; `None` means block: wait `maxBackoff` and try again.
-    async fn exhausted(
-        &self,
-        job: &Job,
-        failures: &Option<FailureLog>,
-        (reason, kind): (&str, DeadLetterKind),
-        blocked_logged: &mut bool,
-    ) -> Option<End> {
-        let r = &job.record;
-        match self.on_exhausted {
-            OnExhausted::Skip => {
-                warn!(topic = %r.tp.topic, partition = r.tp.partition, offset = r.offset, reason, "Skipped record");
-                Some(End::Skipped)
-            }
-            OnExhausted::DeadLetter => Some(self.dead_letter(job, failures, reason, kind).await),
-            OnExhausted::Block => {
-                if !*blocked_logged {
-                    *blocked_logged = true;
-                    warn!(topic = %r.tp.topic, partition = r.tp.partition, offset = r.offset, reason,
-                        "Record cannot be delivered; blocking its lane and retrying at maxBackoff");
-                }
-                None
-            }
+        match load_signal(&outcome) {
+            Some(signal) => permit.finish(signal),
+            None => drop(permit),
         }
-    }
-
-    /// Produces to the dead-letter topic until the broker acknowledges (or a stop); then the
-    /// partition's next commit counts it (`offsets/carry.rs`), which the operator reports.
-    async fn dead_letter(
-        &self,
-        job: &Job,
-        failures: &Option<FailureLog>,
-        reason: &str,
-        kind: DeadLetterKind,
-    ) -> End {
-        let r = &job.record;
-        let p = &job.partition;
-        let failure = failures.clone().unwrap_or_else(|| FailureLog {
-            attempts: 0,
-            last: LastFailure::Error("none".into()),
-            first_at: SystemTime::now(),
-            last_at: SystemTime::now(),
-        });
-        let mut tries = 0u32;
-        loop {
-            let result = tokio::select! {
-                biased;
-                _ = p.abort.cancelled() => return End::Abandoned,
-                res = self.dead_letter.produce(r, &failure, reason) => res,
-            };
-            match result {
-                Ok((topic, partition, offset)) => {
-                    warn!(coordinates = %r.coordinates(), reason, dlq_topic = %topic, dlq_partition = partition, dlq_offset = offset, "Dead-lettered record");
-                    let note = DeadLetterNote {
-                        offset: r.offset,
-                        at_ms: u64::try_from(now_ms()).unwrap_or_default(),
-                        kind,
-                        attempts: failure.attempts,
-                        last: (failure.attempts > 0).then(|| failure_code(&failure.last)),
-                    };
-                    self.tracker
-                        .lock()
-                        .expect("invariant: tracker lock never poisoned")
-                        .dead_lettered(&r.tp, job.epoch, note);
-                    return End::DeadLettered;
-                }
-                Err(e) => {
-                    tries += 1;
-                    Stats::incr(&self.stats.dead_letter_failures);
-                    self.stats.set_last_error(format!("dead-letter: {e}"));
-                    error!(coordinates = %r.coordinates(), error = %e, source = %error_source(&e), tries,
-                        "Dead-letter produce failed; the record stays uncommitted and is retried");
-                    if !sleep_unless(&p.stop, self.backoff.delay(tries, jitter())).await {
-                        return End::Abandoned;
-                    }
-                }
-            }
+        let (at, changed) = self.outage.report(&job.record, sent_at, &outcome);
+        if changed {
+            // Every partition's next commit says so, for the resource's status.
+            self.tracker
+                .lock()
+                .expect("invariant: tracker lock never poisoned")
+                .set_outage(self.outage.note());
         }
+        Some((outcome, at))
     }
-}
-
-/// The failure history carried over from before a handover, if the record had failed.
-fn prior_failures(prior: &crate::progress::RecordState) -> Option<FailureLog> {
-    if prior.attempts == 0 {
-        return None;
-    }
-    let first = prior.first_failure_ms.map_or_else(SystemTime::now, |ms| {
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
-    });
-    Some(FailureLog {
-        attempts: prior.attempts,
-        last: LastFailure::Error("failed before a rebalance or restart".into()),
-        first_at: first,
-        last_at: first,
-    })
 }
 
 /// Counts one request in `Stats::in_flight` while it lives, however the request ends (a panic
@@ -464,33 +446,16 @@ fn error_source(e: &dyn std::error::Error) -> String {
     e.source().map(ToString::to_string).unwrap_or_default()
 }
 
-/// The error text of an attempt that timed out.
-const TIMED_OUT: &str = "request timed out";
-
-fn last_failure(outcome: &Outcome) -> LastFailure {
+/// What an attempt's outcome says of the app's load, for the adaptive limit; `None` when no
+/// request reached it.
+fn load_signal(outcome: &Outcome) -> Option<Signal> {
     match outcome {
-        Outcome::Response { status, .. } => LastFailure::Status(*status),
-        Outcome::Timeout => LastFailure::Error(TIMED_OUT.into()),
-        Outcome::Unreachable(e)
-        | Outcome::Failed(e)
-        | Outcome::Undecodable(e)
-        | Outcome::RegistryUnavailable(e) => LastFailure::Error(e.clone()),
-    }
-}
-
-/// How the commit metadata records `last` (`progress.rs`).
-fn failure_code(last: &LastFailure) -> Failure {
-    match last {
-        LastFailure::Status(s) => Failure::status(*s),
-        LastFailure::Error(e) if e == TIMED_OUT => Failure::Timeout,
-        LastFailure::Error(_) => Failure::Error,
-    }
-}
-
-fn describe(last: &LastFailure) -> String {
-    match last {
-        LastFailure::Status(s) => format!("status {s}"),
-        LastFailure::Error(e) => e.clone(),
+        Outcome::Response {
+            status: 429 | 503, ..
+        }
+        | Outcome::Timeout => Some(Signal::Backpressure),
+        Outcome::Response { .. } | Outcome::Failed(_) => Some(Signal::Normal),
+        Outcome::Unreachable(_) | Outcome::Undecodable(_) | Outcome::RegistryUnavailable(_) => None,
     }
 }
 
@@ -503,5 +468,8 @@ async fn sleep_unless(stop: &CancellationToken, wait: Duration) -> bool {
     }
 }
 
+mod give_up;
 #[cfg(test)]
 mod tests;
+
+use give_up::{describe, failure_code, last_failure, prior_failures};

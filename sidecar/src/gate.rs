@@ -12,6 +12,10 @@
 //! closes keep waiting for the app in `deliver` (unreachable waits do not count as attempts), so
 //! closing the gate never loses or dead-letters a record.
 //!
+//! An endpoint *outage* ([`Gate::set_outage`], from the breaker in `outage.rs`) keeps it closed
+//! too, whatever the probe says: the app accepts connections but answers every record with an
+//! error, so taking more records would only make them wait.
+//!
 //! A *hold* ([`Gate::hold`]) is the app's own notice that it is about to stop: its container's
 //! `preStop` hook calls the admin server's `/drain`. The gate closes, no new request is sent
 //! (`deliver` waits while held), and a successful probe does not reopen it until the probe has
@@ -53,6 +57,8 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Gate {
     open: AtomicBool,
+    /// The breaker sees an endpoint outage (`outage.rs`).
+    outage: AtomicBool,
     /// Set by the poll loop once every assigned partition is actually paused for the gate.
     paused_applied: AtomicBool,
     /// When the gate last closed (`None` while open).
@@ -82,6 +88,7 @@ impl Default for Gate {
     fn default() -> Self {
         Self {
             open: AtomicBool::new(false),
+            outage: AtomicBool::new(false),
             paused_applied: AtomicBool::new(false),
             closed_since: Mutex::new(Some(Instant::now())),
             closed_ms: AtomicU64::new(0),
@@ -93,8 +100,24 @@ impl Default for Gate {
 }
 
 impl Gate {
+    /// Whether the app answers (the probe's verdict).
     pub fn is_open(&self) -> bool {
         self.open.load(Relaxed)
+    }
+
+    /// Whether records may be taken from Kafka: the app answers and no endpoint outage is on.
+    pub fn takes_records(&self) -> bool {
+        self.is_open() && !self.outage.load(Relaxed)
+    }
+
+    /// The breaker saw an endpoint outage begin (`true`) or end: no record is taken meanwhile.
+    pub fn set_outage(&self, out: bool) {
+        self.outage.store(out, Relaxed);
+    }
+
+    /// Whether an endpoint outage keeps the gate closed.
+    pub fn outage(&self) -> bool {
+        self.outage.load(Relaxed)
     }
 
     fn since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {

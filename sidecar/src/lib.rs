@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod commit;
+pub mod concurrency;
 pub mod consumer;
 pub mod deadletter;
 pub mod decode;
@@ -23,6 +24,7 @@ pub mod forward;
 pub mod gate;
 pub mod metrics;
 pub mod offsets;
+pub mod outage;
 pub mod pipeline;
 pub mod record;
 pub mod reset;

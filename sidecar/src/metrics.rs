@@ -330,6 +330,24 @@ impl Collector for StatsCollector {
             "1 when the app answers (readiness gate open), 0 while fetching is paused for it",
             i64::from(s.gate_open),
         )?;
+        gauge(
+            &mut e,
+            "concurrency_limit",
+            "Requests to the app allowed in flight now: maxInFlight, or the adaptive limit under it",
+            i64::try_from(s.concurrency_limit).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            &mut e,
+            "endpoint_outage",
+            "1 while the endpoint fails every record alike: attempts are not counted, nothing is dead-lettered, fetching is paused and one request at a time probes it",
+            i64::from(s.endpoint_outage.is_some()),
+        )?;
+        counter(
+            &mut e,
+            "endpoint_outages",
+            "Endpoint outages seen begin",
+            s.endpoint_outages,
+        )?;
         {
             let c = ConstCounter::new(stats.gate.closed_time().as_secs_f64());
             c.encode(e.encode_descriptor(

@@ -115,6 +115,8 @@ impl PartitionOffsets {
 pub struct OffsetTracker<K> {
     partitions: HashMap<K, PartitionOffsets>,
     next_epoch: u64,
+    /// The endpoint outage going on, carried in every commit (`carry.rs`).
+    outage: Option<crate::progress::OutageNote>,
 }
 
 impl<K> Default for OffsetTracker<K> {
@@ -122,6 +124,7 @@ impl<K> Default for OffsetTracker<K> {
         Self {
             partitions: HashMap::new(),
             next_epoch: 0,
+            outage: None,
         }
     }
 }

@@ -90,6 +90,12 @@ pub struct Stats {
     pub librdkafka_reports: AtomicU64,
     /// App readiness: fetching is paused while it is closed.
     pub gate: Gate,
+    /// The limit on requests in flight now (`concurrency.rs`; `maxInFlight` when fixed).
+    pub concurrency_limit: AtomicU64,
+    /// Endpoint outages the breaker saw begin (`outage.rs`).
+    pub endpoint_outages: AtomicU64,
+    /// The outage going on, if one is.
+    endpoint_outage: Mutex<Option<EndpointOutage>>,
     /// The shutdown's deadline and progress (`shutdown`).
     pub shutdown: Shutdown,
     /// Attempt duration, end-to-end latency, failed attempts by class.
@@ -138,6 +144,9 @@ impl Default for Stats {
             unassigned_fetch_queued: AtomicU64::new(0),
             librdkafka_reports: AtomicU64::new(0),
             gate: Gate::default(),
+            concurrency_limit: AtomicU64::new(0),
+            endpoint_outages: AtomicU64::new(0),
+            endpoint_outage: Mutex::new(None),
             shutdown: Shutdown::default(),
             metrics: DeliveryMetrics::default(),
             started: Instant::now(),
@@ -247,6 +256,19 @@ impl Stall {
     }
 }
 
+/// An endpoint outage going on, for `/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointOutage {
+    /// `open` (waiting to probe) or `probing` (one request out).
+    pub state: &'static str,
+    /// How the records failed: `5xx`, `429`, `404`, `401/403`, `3xx`, `timeout`,
+    /// `connection error`.
+    pub class: &'static str,
+    /// When it began, in milliseconds since the Unix epoch.
+    pub since_ms: u64,
+}
+
 /// The partitions not being read because of a [`Stall`], for `/status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -299,6 +321,12 @@ pub struct StatsSnapshot {
     pub app_not_ready_ms: u64,
     /// Times the app stopped answering after it had answered.
     pub app_outages: u64,
+    /// The limit on requests in flight now (`maxInFlight` unless `concurrency: adaptive`).
+    pub concurrency_limit: u64,
+    /// Endpoint outages seen (every record failing alike), and the one going on, if any.
+    pub endpoint_outages: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_outage: Option<EndpointOutage>,
     /// Time since the poll loop last ticked, in milliseconds.
     pub poll_age_ms: u64,
     pub last_error: Option<String>,
@@ -354,6 +382,26 @@ impl Stats {
             p.oldest_unfinished_ms = oldest_unfinished_ms;
             p.dead_lettered = dead;
         }
+    }
+
+    /// Records the endpoint outage going on (`None`: over); counts one when it begins.
+    pub fn set_endpoint_outage(&self, outage: Option<EndpointOutage>) {
+        let mut now = self
+            .endpoint_outage
+            .lock()
+            .expect("invariant: stats lock never poisoned");
+        if now.is_none() && outage.is_some() {
+            Self::incr(&self.endpoint_outages);
+        }
+        *now = outage;
+    }
+
+    /// The endpoint outage going on, if any.
+    pub fn endpoint_outage(&self) -> Option<EndpointOutage> {
+        self.endpoint_outage
+            .lock()
+            .expect("invariant: stats lock never poisoned")
+            .clone()
     }
 
     /// Every assigned partition and what is known about it.
@@ -528,6 +576,9 @@ impl Stats {
             gate_paused: self.gate.paused_applied(),
             app_not_ready_ms: self.gate.closed_time().as_millis() as u64,
             app_outages: self.gate.closures(),
+            concurrency_limit: self.concurrency_limit.load(Relaxed),
+            endpoint_outages: self.endpoint_outages.load(Relaxed),
+            endpoint_outage: self.endpoint_outage(),
             poll_age_ms: self.poll_age().as_millis() as u64,
             last_error: self
                 .last_error

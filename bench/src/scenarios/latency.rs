@@ -26,6 +26,7 @@ use serde::Serialize;
 use super::{Ctx, Verdict};
 use crate::{
     client, kafka,
+    sidecar::Flow,
     sink::Delay,
     stats::{Summary, percentile},
 };
@@ -193,7 +194,14 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Latency> {
         let topic = ctx.topic("lat-sidecar", 1).await?;
         ctx.sink.reset(Delay::None, true);
         let child = ctx
-            .start_sidecar(&topic, 1, ORDERING, MAX_IN_FLIGHT, overrides.clone())
+            .start_sidecar(
+                &topic,
+                1,
+                ORDERING,
+                MAX_IN_FLIGHT,
+                overrides.clone(),
+                Flow::default(),
+            )
             .await?;
         // Let the consumer reach its steady fetch loop on the empty topic.
         tokio::time::sleep(Duration::from_secs(1)).await;

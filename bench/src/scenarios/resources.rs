@@ -17,6 +17,7 @@ use super::{Ctx, Verdict};
 use crate::{
     kafka::{self, Preload},
     proc::ProcSample,
+    sidecar::Flow,
     sink::Delay,
 };
 
@@ -68,7 +69,14 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Resources> {
     let idle_topic = ctx.topic("idle", PARTITIONS).await?;
     ctx.sink.reset(Delay::None, false);
     let child = ctx
-        .start_sidecar(&idle_topic, PARTITIONS, ORDERING, MAX_IN_FLIGHT, Vec::new())
+        .start_sidecar(
+            &idle_topic,
+            PARTITIONS,
+            ORDERING,
+            MAX_IN_FLIGHT,
+            Vec::new(),
+            Flow::default(),
+        )
         .await?;
     let idle_start = child.sample().unwrap_or_default();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -112,6 +120,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Resources> {
             ORDERING,
             MAX_IN_FLIGHT,
             Vec::new(),
+            Flow::default(),
         )
         .await?;
     let mut first: Option<(ProcSample, tokio::time::Instant)> = None;

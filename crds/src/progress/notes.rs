@@ -149,6 +149,85 @@ impl DeadLetterNote {
     }
 }
 
+/// How an endpoint failed every record alike: what made the sidecar's breaker open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutageClass {
+    /// 500–599 (502/503/504 behind proxies).
+    ServerError,
+    /// 429.
+    Throttled,
+    /// 404: a wrong path or host.
+    NotFound,
+    /// 401, 403: credentials or policy.
+    Denied,
+    /// 300–399: a redirect (an auth proxy, a moved endpoint).
+    Redirect,
+    /// No answer within `requestTimeout`.
+    Timeout,
+    /// The connection broke mid-request.
+    Broken,
+}
+
+impl OutageClass {
+    /// The class of an HTTP status, if it is one; other statuses (400, 409, 422, ...) judge a
+    /// record, not the endpoint.
+    pub fn of_status(status: u16) -> Option<Self> {
+        match status {
+            300..=399 => Some(Self::Redirect),
+            401 | 403 => Some(Self::Denied),
+            404 => Some(Self::NotFound),
+            429 => Some(Self::Throttled),
+            500..=599 => Some(Self::ServerError),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServerError => "5xx",
+            Self::Throttled => "429",
+            Self::NotFound => "404",
+            Self::Denied => "401/403",
+            Self::Redirect => "3xx",
+            Self::Timeout => "timeout",
+            Self::Broken => "connection error",
+        }
+    }
+
+    pub(super) fn code(self) -> u128 {
+        match self {
+            Self::ServerError => 1,
+            Self::Throttled => 2,
+            Self::NotFound => 3,
+            Self::Denied => 4,
+            Self::Redirect => 5,
+            Self::Timeout => 6,
+            Self::Broken => 7,
+        }
+    }
+
+    pub(super) fn from_code(code: u128) -> Option<Self> {
+        Some(match code {
+            1 => Self::ServerError,
+            2 => Self::Throttled,
+            3 => Self::NotFound,
+            4 => Self::Denied,
+            5 => Self::Redirect,
+            6 => Self::Timeout,
+            7 => Self::Broken,
+            _ => return None,
+        })
+    }
+}
+
+/// The endpoint outage the writer of a commit saw going on (its breaker open).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutageNote {
+    pub class: OutageClass,
+    /// When it began, in milliseconds since the Unix epoch.
+    pub since_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +254,22 @@ mod tests {
         }
         assert_eq!(DeadLetterKind::from_code(7), None);
         assert_eq!(Failure::status(700), Failure::Error);
+    }
+
+    #[test]
+    fn outage_classes_round_trip_and_statuses_that_judge_a_record_are_none() {
+        for code in 1..8 {
+            let class = OutageClass::from_code(code).expect("known");
+            assert_eq!(class.code(), code);
+        }
+        assert_eq!(OutageClass::from_code(0), None);
+        assert_eq!(OutageClass::from_code(8), None);
+        for s in [400, 409, 413, 422] {
+            assert_eq!(OutageClass::of_status(s), None, "{s}");
+        }
+        assert_eq!(OutageClass::of_status(502), Some(OutageClass::ServerError));
+        assert_eq!(OutageClass::of_status(308), Some(OutageClass::Redirect));
+        assert_eq!(OutageClass::of_status(403), Some(OutageClass::Denied));
     }
 
     #[test]

@@ -414,6 +414,16 @@ fn state() -> impl Strategy<Value = RecordState> {
         )
 }
 
+fn outage() -> impl Strategy<Value = Option<OutageNote>> {
+    prop_oneof![
+        Just(None),
+        (1u128..8, any::<u64>()).prop_map(|(code, since_ms)| Some(OutageNote {
+            class: OutageClass::from_code(code).expect("a known code"),
+            since_ms,
+        })),
+    ]
+}
+
 fn note(committed: i64) -> impl Strategy<Value = DeadLetterNote> {
     (
         prop_oneof![Just(committed), any::<i64>()],
@@ -452,10 +462,11 @@ fn valid() -> impl Strategy<Value = Progress> {
             (
                 Just((committed, entries, extra, clean, dead_lettered)),
                 notes,
+                outage(),
             )
         })
         .prop_map(
-            |((committed, entries, extra, clean, dead_lettered), notes)| {
+            |((committed, entries, extra, clean, dead_lettered), notes, outage)| {
                 let mut unfinished = BTreeMap::new();
                 let mut next = Some(committed);
                 for (gap, s) in entries {
@@ -478,6 +489,7 @@ fn valid() -> impl Strategy<Value = Progress> {
                     clean,
                     dead_lettered,
                     notes,
+                    outage,
                 }
             },
         )
@@ -689,5 +701,25 @@ fn unknown_codes_and_too_many_notes_are_not_ours() {
         Progress::decode(&raw2(&many), 7),
         None,
         "more than MAX_NOTES"
+    );
+}
+
+#[test]
+fn an_endpoint_outage_round_trips_and_is_not_a_version_one_flag() {
+    let p = Progress {
+        outage: Some(OutageNote {
+            class: OutageClass::NotFound,
+            since_ms: 1_764_000_000_000,
+        }),
+        ..progress(10, 12, &[(11, RecordState::default())], false)
+    };
+    assert_eq!(round_trip(&p), p);
+    // flags outage, span 1, class 9 (unknown), since 0, dead 0, notes 0, entries 0.
+    assert_eq!(Progress::decode(&raw2(&[2, 1, 9, 0, 0, 0, 0]), 0), None);
+    assert!(Progress::decode(&raw2(&[2, 1, 3, 0, 0, 0, 0]), 0).is_some());
+    assert_eq!(
+        Progress::decode(&raw(&[2, 1, 0]), 0),
+        None,
+        "v1 had no such flag"
     );
 }

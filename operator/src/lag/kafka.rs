@@ -244,6 +244,7 @@ fn read_lag(
         in_topics += (watermark(&high, tp)? - watermark(&low, tp)?).max(0);
     }
     let dead = commits::dead_letters(&commits);
+    let outage = commits::outage(&commits);
     let positions = commits::positions(&partitions, &commits);
     let mut snapshot = LagSnapshot::new(
         partitions,
@@ -257,6 +258,7 @@ fn read_lag(
         dead_letter_check,
     );
     snapshot.positions = positions;
+    snapshot.outage = outage;
     Ok(snapshot)
 }
 

@@ -9,8 +9,8 @@
 //!
 //! Conditions follow kstatus: `Ready`, `Reconciling`, `Stalled`, plus `KafkaReachable` for the
 //! operator's own lag probe (it does not affect `Ready`: pods may reach Kafka when the operator
-//! cannot), `DeadLetterTopicsReady` from the same read ([`dead_letter`]) and `PartitionsStuck`
-//! ([`stuck`]).
+//! cannot), `DeadLetterTopicsReady` from the same read ([`dead_letter`]), `PartitionsStuck`
+//! ([`stuck`]) and `EndpointOutage` ([`outage`]).
 
 use k8s_openapi::{
     api::apps::v1::Deployment,
@@ -19,9 +19,10 @@ use k8s_openapi::{
 };
 use kcp_crds::v1alpha1::{DeadLetterStatus, KafkaConsumerProxyStatus, LagStatus};
 
-use crate::lag::LagObservation;
+use crate::lag::{LagObservation, LagSnapshot};
 
 mod dead_letter;
+mod outage;
 mod stuck;
 
 /// Condition types.
@@ -31,6 +32,7 @@ pub const STALLED: &str = "Stalled";
 pub const KAFKA_REACHABLE: &str = "KafkaReachable";
 pub const DEAD_LETTER_TOPICS_READY: &str = "DeadLetterTopicsReady";
 pub const PARTITIONS_STUCK: &str = "PartitionsStuck";
+pub const ENDPOINT_OUTAGE: &str = "EndpointOutage";
 
 /// Every condition reason the operator writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,10 @@ pub enum Reason {
     PartitionsStuck,
     /// Every partition with lag moved within the stuck window.
     PartitionsMoving,
+    /// A sidecar's last commit reports the app failing every record alike.
+    EndpointFailsEveryRecord,
+    /// No sidecar reports an endpoint outage.
+    EndpointAnswers,
 }
 
 impl Reason {
@@ -91,6 +97,8 @@ impl Reason {
             Self::DeadLetterTopicNotAuthorized => "DeadLetterTopicNotAuthorized",
             Self::PartitionsStuck => "PartitionsStuck",
             Self::PartitionsMoving => "PartitionsMoving",
+            Self::EndpointFailsEveryRecord => "EndpointFailsEveryRecord",
+            Self::EndpointAnswers => "EndpointAnswers",
         }
     }
 }
@@ -148,6 +156,9 @@ pub fn compute(input: &Input<'_>) -> KafkaConsumerProxyStatus {
         conditions.push(c);
     }
     if let Some(c) = stuck::condition(input) {
+        conditions.push(c);
+    }
+    if let Some(c) = outage::condition(input) {
         conditions.push(c);
     }
 
@@ -302,6 +313,32 @@ fn kafka_condition(input: &Input<'_>) -> Option<Condition> {
         }
     };
     Some(condition(input, KAFKA_REACHABLE, status, reason, message))
+}
+
+/// A condition taken from the lag read: `fresh` decides it from a fresh read; `Unknown`
+/// (`KafkaUnreachable`) when the last read failed; the previous condition while no read ended.
+fn from_read(
+    input: &Input<'_>,
+    type_: &str,
+    fresh: impl FnOnce(&LagSnapshot) -> (&'static str, Reason, String),
+) -> Option<Condition> {
+    let (status, reason, message) = match input.lag {
+        LagObservation::Fresh { snapshot, .. } => fresh(snapshot),
+        LagObservation::Failed { .. } => (
+            "Unknown",
+            Reason::KafkaUnreachable,
+            "not known: the operator could not read from Kafka (see KafkaReachable)".to_owned(),
+        ),
+        LagObservation::Pending | LagObservation::NotProbed => {
+            return input
+                .previous?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .cloned();
+        }
+    };
+    Some(condition_with(input, type_, status, reason, message))
 }
 
 /// A condition whose `lastTransitionTime` is carried over unless `status` changed.

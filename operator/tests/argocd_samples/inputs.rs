@@ -12,7 +12,7 @@ use kcp_crds::{
 };
 use kcp_operator::{
     Error,
-    lag::{DeadLetterCheck, LagObservation, LagSnapshot, error_chain},
+    lag::{DeadLetterCheck, LagObservation, LagSnapshot, OutageSeen, error_chain},
     reconcile::{
         build::selector_string,
         status::{self, Outcome, Reason},
@@ -140,6 +140,19 @@ pub fn stuck_partition(since: i64, read_at: i64) -> LagObservation {
             record: Some("record tried 17 times, last 503".into()),
         }];
         snapshot.stuck_count = 1;
+    }
+    observation
+}
+
+/// A read whose commits report an endpoint outage since the samples' epoch.
+pub fn endpoint_outage(read_at: i64) -> LagObservation {
+    let mut observation = lag(7, &[], read_at);
+    if let LagObservation::Fresh { snapshot, .. } = &mut observation {
+        snapshot.outage = Some(OutageSeen {
+            class: "5xx",
+            since_ms: 1_800_000_000_000,
+            partitions: vec!["orders/0".into()],
+        });
     }
     observation
 }

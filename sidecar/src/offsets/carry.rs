@@ -23,7 +23,7 @@
 use std::hash::Hash;
 
 use super::{NextOffset, OffsetTracker, PartitionOffsets, Since};
-use crate::progress::{DeadLetterNote, Failure, Progress, RecordState};
+use crate::progress::{DeadLetterNote, Failure, OutageNote, Progress, RecordState};
 
 /// One partition's commit: where to resume, and what is known above it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub(super) fn after_handover(mut inherited: Progress) -> Progress {
 
 impl PartitionOffsets {
     /// Where to resume and what is known above it, or `None` before anything was dispatched.
-    fn progress(&self, clean: bool) -> Option<(NextOffset, Progress)> {
+    fn progress(&self, clean: bool, outage: Option<OutageNote>) -> Option<(NextOffset, Progress)> {
         let next = self.committable()?;
         let mut highest = self.highest?;
         let mut unfinished: std::collections::BTreeMap<i64, RecordState> = self
@@ -72,6 +72,7 @@ impl PartitionOffsets {
                 clean,
                 dead_lettered: self.dead_letters.dead_lettered,
                 notes: self.dead_letters.notes.clone(),
+                outage,
             },
         ))
     }
@@ -88,7 +89,7 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
             .iter()
             .filter(|(k, _)| wanted(k))
             .filter_map(|(k, p)| {
-                let (next, progress) = p.progress(clean)?;
+                let (next, progress) = p.progress(clean, self.outage)?;
                 let (last, last_progress) = match since {
                     Since::Acknowledged => (p.committed, p.committed_progress.as_ref()),
                     Since::Requested if p.requested.is_some() && p.requested >= p.committed => {
@@ -107,6 +108,12 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
                 })
             })
             .collect()
+    }
+
+    /// The endpoint outage going on (`outage.rs`), or `None`: every partition's next commit
+    /// says so, for the operator's status.
+    pub fn set_outage(&mut self, outage: Option<OutageNote>) {
+        self.outage = outage;
     }
 
     /// Records that `commit` was sent without waiting for the answer.

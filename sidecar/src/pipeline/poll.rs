@@ -141,7 +141,7 @@ fn consume(
         drain_revoked(shared);
         gate.apply(consumer, shared);
         let mut taken = serve_events(consumer, shared);
-        if shared.stats.gate.is_open() && commit_ahead(consumer, shared) {
+        if shared.stats.gate.takes_records() && commit_ahead(consumer, shared) {
             taken += take_records(shared, &mut next_partition);
             commit_ahead(consumer, shared);
         }
@@ -536,7 +536,7 @@ struct GateSync {
 impl GateSync {
     fn apply(&mut self, consumer: &BaseConsumer<ConsumerCtx>, shared: &Shared) {
         let gate = &shared.stats.gate;
-        let open = gate.is_open();
+        let open = gate.takes_records();
         let generation = shared.stats.rebalances.load(Relaxed);
         if open != self.paused && self.applied_at == Some(generation) {
             return;
@@ -549,7 +549,10 @@ impl GateSync {
             match consumer.resume(&tpl) {
                 Ok(()) => {
                     if self.paused {
-                        info!(partitions = tpl.count(), "App answers; resumed fetching");
+                        info!(
+                            partitions = tpl.count(),
+                            "App answers again; resumed fetching"
+                        );
                     }
                     self.paused = false;
                     self.applied_at = Some(generation);
@@ -572,7 +575,7 @@ impl GateSync {
                     if !self.paused {
                         info!(
                             partitions = tpl.count(),
-                            "App not ready; paused fetching of every assigned partition"
+                            "App not ready or endpoint outage; paused fetching of every assigned partition"
                         );
                     }
                     self.paused = true;

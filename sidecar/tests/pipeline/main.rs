@@ -15,6 +15,7 @@ mod headers;
 mod lifecycle;
 mod lost;
 mod ordering;
+mod outage;
 mod reported;
 mod retention;
 mod shutdown;

@@ -13,6 +13,7 @@ mod drain_hook;
 mod endpoint;
 mod header_names;
 mod kill;
+mod outage;
 mod rebalance;
 mod retention;
 mod rollout;

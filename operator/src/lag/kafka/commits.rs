@@ -7,6 +7,8 @@
 //!   ([`record_state`]).
 //! - **What the group dead-lettered**: each partition's commit counts the records dead-lettered
 //!   from it, over every owner, and names the newest three ([`dead_letters`]).
+//! - **An endpoint outage**: a sidecar whose breaker is open says so in every commit it makes
+//!   ([`outage`]).
 //!
 //! Metadata another client wrote, or none (a broker that keeps none), reads as nothing: no why,
 //! and 0 dead letters for that partition.
@@ -24,7 +26,7 @@ use kcp_crds::{
 };
 use rdkafka::topic_partition_list::TopicPartitionListElem;
 
-use crate::lag::Position;
+use crate::lag::{OutageSeen, Position};
 
 /// One partition's commit.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +144,34 @@ pub(super) fn positions(
         .collect()
 }
 
+/// The endpoint outage the group's last commits report, if any: the earliest start among
+/// them, and the partitions whose commit says so (sorted).
+pub(super) fn outage(commits: &HashMap<(String, i32), Commit>) -> Option<OutageSeen> {
+    let mut seen: Option<OutageSeen> = None;
+    let mut with: Vec<&(String, i32)> = commits
+        .iter()
+        .filter(|(_, c)| c.progress.as_ref().is_some_and(|p| p.outage.is_some()))
+        .map(|(tp, _)| tp)
+        .collect();
+    with.sort();
+    for tp in with {
+        let Some(note) = commits[tp].progress.as_ref().and_then(|p| p.outage) else {
+            continue;
+        };
+        let s = seen.get_or_insert(OutageSeen {
+            class: note.class.as_str(),
+            since_ms: note.since_ms,
+            partitions: Vec::new(),
+        });
+        if note.since_ms < s.since_ms {
+            s.since_ms = note.since_ms;
+            s.class = note.class.as_str();
+        }
+        s.partitions.push(format!("{}/{}", tp.0, tp.1));
+    }
+    seen
+}
+
 pub(super) fn now_ms() -> i64 {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -257,5 +287,33 @@ mod tests {
             "refused by the app after 1 attempt (last 422)"
         );
         assert_eq!(first.at.0.as_millisecond(), 7_000);
+    }
+
+    #[test]
+    fn an_outage_is_reported_with_its_earliest_start_and_partitions() {
+        use kcp_crds::progress::{OutageClass, OutageNote};
+        let commit = |outage: Option<(OutageClass, u64)>| Commit {
+            offset: 5,
+            progress: Some(Progress {
+                committed: 5,
+                highest: 4,
+                outage: outage.map(|(class, since_ms)| OutageNote { class, since_ms }),
+                ..Progress::default()
+            }),
+        };
+        let mut commits = HashMap::new();
+        assert_eq!(outage(&commits), None);
+        commits.insert(
+            ("orders".to_owned(), 2),
+            commit(Some((OutageClass::ServerError, 900))),
+        );
+        commits.insert(
+            ("orders".to_owned(), 0),
+            commit(Some((OutageClass::NotFound, 500))),
+        );
+        commits.insert(("orders".to_owned(), 1), commit(None));
+        let o = outage(&commits).expect("reported");
+        assert_eq!((o.class, o.since_ms), ("404", 500), "the earliest start");
+        assert_eq!(o.partitions, ["orders/0", "orders/2"]);
     }
 }

@@ -23,55 +23,33 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use super::{DEAD_LETTER_TOPICS_READY, Input, Reason, condition_with};
-use crate::lag::{DeadLetterCheck, LagObservation};
+use super::{DEAD_LETTER_TOPICS_READY, Input, Reason, from_read};
+use crate::lag::DeadLetterCheck;
 
 /// The `DeadLetterTopicsReady` condition, or `None` before anything is known.
 pub(super) fn condition(input: &Input<'_>) -> Option<Condition> {
-    let (status, reason, message) = match input.lag {
-        LagObservation::Fresh { snapshot, .. } => {
-            let check = &snapshot.dead_letter_check;
-            if check.is_clear() {
-                (
-                    "True",
-                    Reason::DeadLetterTopicsExist,
-                    exist_message(&snapshot.dead_letter.topics),
-                )
-            } else if check.unauthorized.is_empty() {
-                (
-                    "False",
-                    Reason::DeadLetterTopicMissing,
-                    problem_message(check),
-                )
-            } else {
-                (
-                    "False",
-                    Reason::DeadLetterTopicNotAuthorized,
-                    problem_message(check),
-                )
-            }
+    from_read(input, DEAD_LETTER_TOPICS_READY, |snapshot| {
+        let check = &snapshot.dead_letter_check;
+        if check.is_clear() {
+            (
+                "True",
+                Reason::DeadLetterTopicsExist,
+                exist_message(&snapshot.dead_letter.topics),
+            )
+        } else if check.unauthorized.is_empty() {
+            (
+                "False",
+                Reason::DeadLetterTopicMissing,
+                problem_message(check),
+            )
+        } else {
+            (
+                "False",
+                Reason::DeadLetterTopicNotAuthorized,
+                problem_message(check),
+            )
         }
-        LagObservation::Failed { .. } => (
-            "Unknown",
-            Reason::KafkaUnreachable,
-            "not known: the operator could not read from Kafka (see KafkaReachable)".to_owned(),
-        ),
-        LagObservation::Pending | LagObservation::NotProbed => {
-            return input
-                .previous?
-                .conditions
-                .iter()
-                .find(|c| c.type_ == DEAD_LETTER_TOPICS_READY)
-                .cloned();
-        }
-    };
-    Some(condition_with(
-        input,
-        DEAD_LETTER_TOPICS_READY,
-        status,
-        reason,
-        message,
-    ))
+    })
 }
 
 fn exist_message(topics: &[String]) -> String {
@@ -134,7 +112,7 @@ mod tests {
 
     use super::super::{Outcome, READY, compute};
     use super::*;
-    use crate::lag::LagSnapshot;
+    use crate::lag::{LagObservation, LagSnapshot};
 
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).expect("valid timestamp")

@@ -16,43 +16,27 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kcp_crds::v1alpha1::StuckPartition;
 
-use super::{Input, PARTITIONS_STUCK, Reason, condition_with};
+use super::{Input, PARTITIONS_STUCK, Reason, from_read};
 use crate::lag::{LagObservation, stuck::message};
 
 /// The `PartitionsStuck` condition, or `None` before anything is known.
 pub(super) fn condition(input: &Input<'_>) -> Option<Condition> {
-    let (status, reason, message) = match input.lag {
-        LagObservation::Fresh { snapshot, .. } if snapshot.stuck_count > 0 => (
-            "True",
-            Reason::PartitionsStuck,
-            message(&snapshot.stuck, snapshot.stuck_count, input.now),
-        ),
-        LagObservation::Fresh { .. } => (
-            "False",
-            Reason::PartitionsMoving,
-            "every partition with records to consume committed within the stuck window".to_owned(),
-        ),
-        LagObservation::Failed { .. } => (
-            "Unknown",
-            Reason::KafkaUnreachable,
-            "not known: the operator could not read from Kafka (see KafkaReachable)".to_owned(),
-        ),
-        LagObservation::Pending | LagObservation::NotProbed => {
-            return input
-                .previous?
-                .conditions
-                .iter()
-                .find(|c| c.type_ == PARTITIONS_STUCK)
-                .cloned();
+    from_read(input, PARTITIONS_STUCK, |snapshot| {
+        if snapshot.stuck_count > 0 {
+            (
+                "True",
+                Reason::PartitionsStuck,
+                message(&snapshot.stuck, snapshot.stuck_count, input.now),
+            )
+        } else {
+            (
+                "False",
+                Reason::PartitionsMoving,
+                "every partition with records to consume committed within the stuck window"
+                    .to_owned(),
+            )
         }
-    };
-    Some(condition_with(
-        input,
-        PARTITIONS_STUCK,
-        status,
-        reason,
-        message,
-    ))
+    })
 }
 
 /// The stuck partitions to list: the last read's, or the previous list while none is known.
