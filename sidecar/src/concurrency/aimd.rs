@@ -20,6 +20,10 @@
 //! - The baseline (`srtt`, `rttvar`) learns from periods that were not congested, so rising
 //!   latency does not raise the bar; at the floor it learns from every period (the app got
 //!   slower and nothing is left to shed: the new latency becomes the baseline).
+//! - After the app pushed back (429, 503, a timeout) at a limit, growth stops one below it for
+//!   [`HOLD_PERIODS`] periods: an app that sheds load past its capacity (a queue in front of a
+//!   worker pool) answers in its usual time right up to it, so latency alone would walk the
+//!   limit back into the shedding every few periods.
 
 /// Shortest measurement period: below a millisecond, scheduling noise is the signal.
 pub const MIN_PERIOD_MS: f64 = 5.0;
@@ -29,6 +33,8 @@ const DECREASE: f64 = 0.9;
 const DEVIATIONS: f64 = 2.5;
 /// Absolute slack above the band, so sub-millisecond jitter is not congestion.
 const SLACK_MS: f64 = 1.0;
+/// Periods without growing back to a limit the app pushed back at.
+pub const HOLD_PERIODS: u32 = 50;
 /// RFC 6298 gains.
 const ALPHA: f64 = 0.125;
 const BETA: f64 = 0.25;
@@ -67,6 +73,8 @@ pub struct Aimd {
     srtt: Option<f64>,
     rttvar: f64,
     period: Period,
+    /// The limit the app last pushed back at, and the periods left before growing to it again.
+    hold: Option<(u32, u32)>,
 }
 
 impl Aimd {
@@ -79,6 +87,7 @@ impl Aimd {
             srtt: None,
             rttvar: 0.0,
             period: Period::default(),
+            hold: None,
         }
     }
 
@@ -124,13 +133,23 @@ impl Aimd {
         if !congested || self.limit == 1 {
             self.learn(mean);
         }
+        if p.backpressure {
+            self.hold = Some((self.limit, HOLD_PERIODS));
+        }
         if congested {
             let lower = (f64::from(self.limit) * DECREASE).floor() as u32;
             self.limit = lower.min(self.limit.saturating_sub(1)).max(1);
             Change::Decreased(self.limit)
         } else {
-            if p.saturated {
-                self.limit = (self.limit + 1).min(self.max);
+            let ceiling = match &mut self.hold {
+                Some((at, left)) if *left > 0 => {
+                    *left -= 1;
+                    at.saturating_sub(1).max(1)
+                }
+                _ => self.max,
+            };
+            if p.saturated && self.limit < ceiling {
+                self.limit += 1;
             }
             Change::Increased(self.limit)
         }
@@ -230,6 +249,27 @@ mod tests {
             1,
             "floor"
         );
+    }
+
+    #[test]
+    fn it_does_not_grow_back_at_once_to_where_the_app_pushed_back() {
+        let mut a = Aimd::new(64);
+        let mut clock = 0.0;
+        drive(&mut a, &mut clock, 10, 5.0, Signal::Normal);
+        assert_eq!(a.limit(), 26);
+        // A 503 at 26: down to 23, then up to 25 at most for HOLD_PERIODS periods.
+        a.started(26);
+        clock += 5.0;
+        a.finished(clock, 5.0, Signal::Backpressure);
+        assert_eq!(a.limit(), 23);
+        drive(&mut a, &mut clock, HOLD_PERIODS - 1, 5.0, Signal::Normal);
+        assert_eq!(
+            a.limit(),
+            25,
+            "held one below the limit that was pushed back at"
+        );
+        drive(&mut a, &mut clock, 5, 5.0, Signal::Normal);
+        assert!(a.limit() > 26, "then it probes again: {}", a.limit());
     }
 
     #[test]
