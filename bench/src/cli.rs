@@ -109,6 +109,10 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Runs the bare forwarder over a preloaded topic; the job is JSON (used by the bench on
+    /// itself).
+    #[command(hide = true, name = "forwarder-child")]
+    ForwarderChild { job: String },
     /// Runs the operator as `kcp-operator` does, with these operator flags after `--` (used by
     /// the bench on itself).
     #[command(hide = true, name = "operator-child")]

@@ -2,8 +2,9 @@
 //!
 //! One process tree, one run, no network: a Kafka broker on loopback ([`kafka`]; librdkafka's
 //! mock cluster unless `KAFKA_BOOTSTRAP_SERVERS` is set), an HTTP [`sink`], the HTTP limit (a
-//! bare hyper [`client`]), the Kafka limit (a bare consumer in [`kafka`]) and the sidecar itself
-//! as a child process ([`sidecar`]). Every sidecar figure is reported next to, and as a ratio
+//! bare hyper [`client`]), the Kafka limit (a bare consumer in [`kafka`]), the bare forwarder
+//! (both together, as a child process: [`forwarder`]) and the sidecar itself as a child process
+//! ([`sidecar`]). Every sidecar figure is reported next to, and as a ratio
 //! to, the limit measured in the same run, because the machine is shared and noisy. The
 //! [`scenarios`] produce a [`report::Report`], printed as markdown and written as JSON.
 //! The one exception is the operator scenario: it needs a cluster (`KUBECONFIG`) and runs the
@@ -13,6 +14,7 @@ pub mod answers;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod forwarder;
 pub mod kafka;
 pub mod machine;
 pub mod operator;

@@ -6,6 +6,7 @@
 mod flow;
 mod operator;
 mod parallel;
+mod throughput;
 
 use std::fmt::Write as _;
 
@@ -22,6 +23,7 @@ use crate::{
 use flow::{capacity_md, outage_md};
 use operator::operator_md;
 use parallel::parallel_md;
+use throughput::throughput_md;
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -124,7 +126,7 @@ impl Report {
             );
         }
         if let Some(t) = &self.throughput {
-            self.throughput_md(&mut o, t);
+            throughput_md(&mut o, t, self.plan.value_size);
         }
         if let Some(l) = &self.latency {
             latency_md(&mut o, l);
@@ -150,96 +152,6 @@ impl Report {
             o.push('\n');
         }
         o
-    }
-
-    fn throughput_md(&self, o: &mut String, t: &Throughput) {
-        let _ = writeln!(
-            o,
-            "## Limits, measured in the same run\n\n| limit | at | median | spread (min–max) |\n|---|---|---:|---:|"
-        );
-        for l in &t.http_limit {
-            let (m, s) = spread(l.summary, thousands);
-            let _ = writeln!(
-                o,
-                "| HTTP: bare hyper client → sink | {} in flight | {m} req/s | {s} |",
-                l.at
-            );
-        }
-        for l in &t.kafka_limit {
-            let (m, s) = spread(l.summary, thousands);
-            let _ = writeln!(
-                o,
-                "| Kafka: bare consumer, sidecar's fetch settings | {} partition(s) | {m} rec/s | {s} |",
-                l.at
-            );
-        }
-        for l in &t.kafka_limit_librdkafka_defaults {
-            let (m, s) = spread(l.summary, thousands);
-            let _ = writeln!(
-                o,
-                "| Kafka: bare consumer, librdkafka defaults | {} partition(s) | {m} rec/s | {s} |",
-                l.at
-            );
-        }
-        let topics: Vec<String> = t
-            .topics
-            .iter()
-            .map(|x| {
-                format!(
-                    "{} records on {} partition(s)",
-                    thousands(x.records as f64),
-                    x.partitions
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            o,
-            "\nHTTP: {} requests of {} B per run. Kafka limit and sidecar: each run reads a whole preloaded topic ({}) for at most {} s; {} of the Kafka runs hit that cap (rate over what was read).",
-            thousands(t.http_requests_per_run as f64),
-            self.plan.value_size,
-            topics.join(", "),
-            t.cap_secs,
-            t.kafka_capped_runs
-        );
-        let _ = writeln!(
-            o,
-            "\n## Throughput ({} B records, {} keys per partition, {} repeat(s))\n\n\
-             Ratios are per repeat against the limit measured in that repeat (same concurrency; same topic and fetch settings); median (min–max). \
-             A run stops {} s after the sidecar joined even if records remain; \"capped\" counts such runs (rate over what was delivered).\n\n\
-             | maxInFlight | ordering | partitions | sidecar rec/s | spread | ÷ HTTP limit | ÷ Kafka limit | capped | target | verdict |\n\
-             |---:|---|---:|---:|---:|---:|---:|---:|---|---|",
-            self.plan.value_size, t.keys_per_partition, t.repeats, t.cap_secs
-        );
-        for r in &t.rows {
-            let (m, s) = spread(r.rate, thousands);
-            let ratio = |x: Option<Summary>| match x {
-                Some(x) if x.n > 1 => format!("{} ({}–{})", pct(x.median), pct(x.min), pct(x.max)),
-                Some(x) => pct(x.median),
-                None => "—".into(),
-            };
-            let (target, verdict) = match r.target {
-                Some(v) => ("≥ 90% of HTTP", v.label()),
-                None => ("", ""),
-            };
-            let capped = if r.capped_runs > 0 {
-                format!("{}/{}", r.capped_runs, r.samples.len())
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {m} | {s} | {} | {} | {capped} | {target} | {verdict} |",
-                r.max_in_flight,
-                r.ordering,
-                r.partitions,
-                ratio(r.ratio_to_http),
-                ratio(r.ratio_to_kafka)
-            );
-        }
-        for e in &t.errors {
-            let _ = writeln!(o, "\n- error: {e}");
-        }
-        o.push('\n');
     }
 }
 

@@ -17,6 +17,7 @@ use kcp_crds::v1alpha1::Ordering;
 use serde::Serialize;
 
 use crate::{
+    forwarder::{self, ForwarderProc},
     kafka::Broker,
     sidecar::{self, Flow, Setup, SidecarProc},
     sink::{Counts, Delay, Sink},
@@ -191,6 +192,7 @@ impl<'a> Ctx<'a> {
             // Capped: the rate is over the whole capped window, not up to the last answer.
             counts.last_done_ns = crate::clock::now_ns();
         }
+        let cpu = child.sample().map(|s| s.cpu);
         child.stop(Duration::from_secs(30)).await?;
         if counts.done == 0 {
             bail!("sidecar delivered nothing within {cap:?}");
@@ -198,6 +200,46 @@ impl<'a> Ctx<'a> {
         Ok(Drain {
             counts,
             expected: records,
+            cpu,
+        })
+    }
+
+    /// Runs the bare forwarder ([`crate::forwarder`]) over `records` already in `topic` with
+    /// `concurrency` requests in flight, for at most `cap` after it started; as
+    /// [`Self::drain_with_sidecar`].
+    pub async fn drain_with_forwarder(
+        &self,
+        topic: &str,
+        partitions: i32,
+        records: u64,
+        concurrency: u32,
+        cap: Duration,
+    ) -> anyhow::Result<Drain> {
+        self.sink.reset(Delay::None, false);
+        let job = forwarder::Job {
+            bootstrap: self.bootstrap.clone(),
+            topic: topic.into(),
+            partitions,
+            records,
+            url: self.sink.url(),
+            concurrency,
+            overrides: self.plan.kafka_settings.clone(),
+        };
+        let label = self.unique("forwarder");
+        let child = ForwarderProc::spawn(&self.child_exe, &job, &self.workdir, &label).await?;
+        let mut counts = self.sink.wait_done(records, cap).await;
+        if counts.done < records {
+            counts.last_done_ns = crate::clock::now_ns();
+        }
+        let cpu = child.sample().map(|s| s.cpu);
+        child.stop(Duration::from_secs(30)).await?;
+        if counts.done == 0 {
+            bail!("bare forwarder delivered nothing within {cap:?}");
+        }
+        Ok(Drain {
+            counts,
+            expected: records,
+            cpu,
         })
     }
 }
@@ -207,9 +249,17 @@ impl<'a> Ctx<'a> {
 pub struct Drain {
     pub counts: Counts,
     pub expected: u64,
+    /// CPU (user + system) of the sidecar or forwarder child over its whole life up to the last
+    /// answer: starting, joining or connecting, and idle waits included.
+    pub cpu: Option<Duration>,
 }
 
 impl Drain {
+    /// CPU seconds per 10,000 records delivered.
+    pub fn cpu_per_10k(&self) -> Option<f64> {
+        forwarder::cpu_per_10k(self.cpu, self.counts.done)
+    }
+
     /// Whether the time cap ended the run before every record was delivered.
     pub fn capped(&self) -> bool {
         self.counts.done < self.expected

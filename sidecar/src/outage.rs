@@ -126,7 +126,11 @@ impl Outage {
                 return (now, false);
             }
             match class_of(outcome) {
-                None => return (now, false),
+                None => {
+                    // No word about the endpoint; a probe must not hold the slot for it.
+                    b.inconclusive(now);
+                    return (now, false);
+                }
                 Some(None) => b.succeeded(now),
                 Some(Some(class)) => {
                     let id = (

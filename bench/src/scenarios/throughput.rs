@@ -1,6 +1,8 @@
 //! Throughput: records/s through the sidecar for every maxInFlight × ordering × partition
 //! count, each as a ratio to the HTTP limit (bare hyper client, same concurrency) and to the
-//! Kafka limit (bare consumer, same topic) measured in the same repeat.
+//! Kafka limit (bare consumer, same topic) and to the bare forwarder (consumer + hyper client,
+//! same topic and concurrency: [`crate::forwarder`]) measured in the same repeat, with the CPU
+//! seconds per 10,000 records of the sidecar and of the bare forwarder.
 
 use std::time::Duration;
 
@@ -43,9 +45,32 @@ pub struct Row {
     pub ratio_to_http: Option<Summary>,
     /// Sidecar / Kafka limit on the same topic, per repeat.
     pub ratio_to_kafka: Option<Summary>,
+    /// Sidecar / bare forwarder at the same concurrency on the same topic, per repeat.
+    pub ratio_to_forwarder: Option<Summary>,
+    /// The sidecar's CPU seconds (user + system) per 10,000 records, per repeat.
+    pub cpu_per_10k_samples: Vec<f64>,
+    pub cpu_per_10k: Option<Summary>,
+    /// The bare forwarder's CPU seconds per 10,000 records at this concurrency and partition
+    /// count (the same for every ordering).
+    pub forwarder_cpu_per_10k: Option<Summary>,
     /// Whether the ≥ 90% target applies to this row, and the verdict.
     pub target: Option<Verdict>,
     /// Runs that the time cap ended before every record was delivered.
+    pub capped_runs: u32,
+}
+
+/// The bare forwarder at one concurrency on one topic.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwarderLimit {
+    pub max_in_flight: u32,
+    pub partitions: i32,
+    /// Records/s per repeat (NaN where the run failed).
+    pub samples: Vec<f64>,
+    pub summary: Option<Summary>,
+    /// CPU seconds (user + system) per 10,000 records, per repeat.
+    pub cpu_per_10k_samples: Vec<f64>,
+    pub cpu_per_10k: Option<Summary>,
     pub capped_runs: u32,
 }
 
@@ -70,6 +95,8 @@ pub struct Throughput {
     pub kafka_limit: Vec<Limit>,
     /// Bare consumer with librdkafka's defaults, for comparison.
     pub kafka_limit_librdkafka_defaults: Vec<Limit>,
+    /// The bare forwarder per maxInFlight × partition count.
+    pub bare_forwarder: Vec<ForwarderLimit>,
     /// Kafka-limit runs the time cap ended early (rate over what was read).
     pub kafka_capped_runs: u32,
     pub rows: Vec<Row>,
@@ -84,6 +111,7 @@ fn limit(at: u32, samples: Vec<f64>) -> Limit {
     }
 }
 
+/// Per-repeat ratios `a[r] / b[r]`, summarized (failed runs, NaN, are left out).
 fn ratios(a: &[f64], b: &[f64]) -> Option<Summary> {
     let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
     Summary::of(&r)
@@ -129,6 +157,11 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Throughput> {
     let mut capped = vec![vec![vec![0u32; parts.len()]; ORDERINGS.len()]; mifs.len()];
     // [mif][ordering][partitions] -> samples
     let mut samples = vec![vec![vec![Vec::new(); parts.len()]; ORDERINGS.len()]; mifs.len()];
+    // [mif][partitions] -> bare forwarder records/s, CPU s per 10k, capped runs
+    let mut fwd = vec![vec![Vec::new(); parts.len()]; mifs.len()];
+    let mut fwd_cpu = vec![vec![Vec::new(); parts.len()]; mifs.len()];
+    let mut fwd_capped = vec![vec![0u32; parts.len()]; mifs.len()];
+    let mut cpu = vec![vec![vec![Vec::new(); parts.len()]; ORDERINGS.len()]; mifs.len()];
     let mut errors = Vec::new();
     let cap = Duration::from_secs(plan.throughput_cap_secs);
     for r in 0..plan.repeat {
@@ -170,12 +203,40 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Throughput> {
             }
         }
         for (i, &mif) in mifs.iter().enumerate() {
+            for (j, (p, topic, n)) in topics.iter().enumerate() {
+                let (rate, per_10k) = match ctx.drain_with_forwarder(topic, *p, *n, mif, cap).await
+                {
+                    Ok(d) => {
+                        fwd_capped[i][j] += u32::from(d.capped());
+                        (d.counts.rate(), d.cpu_per_10k().unwrap_or(f64::NAN))
+                    }
+                    Err(e) => {
+                        errors.push(format!(
+                            "bare forwarder {mif} in flight, {p} partitions: {e:#}"
+                        ));
+                        (f64::NAN, f64::NAN)
+                    }
+                };
+                eprintln!(
+                    "[throughput {}/{}] bare forwarder {mif} in flight {p}p: {rate:.0} rec/s, {per_10k:.3} CPU s per 10k",
+                    r + 1,
+                    plan.repeat,
+                );
+                fwd[i][j].push(rate);
+                fwd_cpu[i][j].push(per_10k);
+            }
             for (o, &ordering) in ORDERINGS.iter().enumerate() {
                 for (j, (p, topic, n)) in topics.iter().enumerate() {
                     let n = *n;
                     let res = ctx
                         .drain_with_sidecar(topic, *p, n, ordering, mif, Delay::None, cap)
                         .await;
+                    let per_10k = res
+                        .as_ref()
+                        .ok()
+                        .and_then(|d| d.cpu_per_10k())
+                        .unwrap_or(f64::NAN);
+                    cpu[i][o][j].push(per_10k);
                     let rate = match res {
                         Ok(d) => {
                             if d.counts.done > n {
@@ -203,11 +264,12 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Throughput> {
                         }
                     };
                     eprintln!(
-                        "[throughput {}/{}] sidecar maxInFlight {mif} {} {p}p: {rate:.0} rec/s ({:.2} of HTTP limit)",
+                        "[throughput {}/{}] sidecar maxInFlight {mif} {} {p}p: {rate:.0} rec/s ({:.2} of HTTP limit, {:.2} of bare forwarder), {per_10k:.3} CPU s per 10k",
                         r + 1,
                         plan.repeat,
                         ordering_name(ordering),
-                        rate / http[i][r as usize]
+                        rate / http[i][r as usize],
+                        rate / fwd[i][j][r as usize]
                     );
                     samples[i][o][j].push(rate);
                 }
@@ -228,6 +290,10 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Throughput> {
                     rate: Summary::of(s),
                     ratio_to_http,
                     ratio_to_kafka: ratios(s, &kafka_lim[j]),
+                    ratio_to_forwarder: ratios(s, &fwd[i][j]),
+                    cpu_per_10k: Summary::of(&cpu[i][o][j]),
+                    cpu_per_10k_samples: cpu[i][o][j].clone(),
+                    forwarder_cpu_per_10k: Summary::of(&fwd_cpu[i][j]),
                     target: applies
                         .then(|| Verdict::at_least(ratio_to_http.map(|r| r.median), TARGET_RATIO)),
                     samples: s.clone(),
@@ -253,8 +319,35 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Throughput> {
             .zip(kafka_def)
             .map(|(&p, s)| limit(p as u32, s))
             .collect(),
+        bare_forwarder: mifs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &mif)| parts.iter().enumerate().map(move |(j, &p)| (i, j, mif, p)))
+            .map(|(i, j, max_in_flight, partitions)| ForwarderLimit {
+                max_in_flight,
+                partitions,
+                summary: Summary::of(&fwd[i][j]),
+                samples: fwd[i][j].clone(),
+                cpu_per_10k: Summary::of(&fwd_cpu[i][j]),
+                cpu_per_10k_samples: fwd_cpu[i][j].clone(),
+                capped_runs: fwd_capped[i][j],
+            })
+            .collect(),
         kafka_capped_runs: kafka_capped,
         rows,
         errors,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_per_repeat_and_skip_failed_runs() {
+        let r = ratios(&[100.0, 90.0, f64::NAN], &[200.0, 100.0, 50.0]).expect("two ratios");
+        assert_eq!((r.n, r.min, r.max, r.median), (2, 0.5, 0.9, 0.7));
+        assert_eq!(ratios(&[f64::NAN], &[1.0]), None);
+        assert_eq!(ratios(&[], &[]), None);
+    }
 }

@@ -59,6 +59,9 @@ pub enum State {
         class: Class,
         since_ms: u64,
         interval_ms: u64,
+        /// When the probe went: a probe that never reports (stopped, or its answer said nothing
+        /// of the endpoint) gives way to another after [`Breaker::probe_expiry_ms`].
+        probe_ms: u64,
     },
 }
 
@@ -144,12 +147,56 @@ impl Breaker {
                     class,
                     since_ms,
                     interval_ms,
+                    probe_ms: now_ms,
                 };
                 Admit::Probe
             }
             State::Open { probe_at_ms, .. } => Admit::WaitUntil(probe_at_ms),
-            // One probe at a time; the others wait for its answer.
-            State::Probing { interval_ms, .. } => Admit::WaitUntil(now_ms + interval_ms),
+            // One probe at a time; the others wait for its answer, or for it to expire.
+            State::Probing {
+                class,
+                since_ms,
+                interval_ms,
+                probe_ms,
+            } => {
+                let expires = probe_ms + self.probe_expiry_ms();
+                if now_ms >= expires {
+                    self.state = State::Probing {
+                        class,
+                        since_ms,
+                        interval_ms,
+                        probe_ms: now_ms,
+                    };
+                    Admit::Probe
+                } else {
+                    Admit::WaitUntil(expires.min(now_ms + interval_ms))
+                }
+            }
+        }
+    }
+
+    /// How long a probe may go without an answer about the endpoint before another may go.
+    pub fn probe_expiry_ms(&self) -> u64 {
+        self.settings.max_probe_interval_ms.max(FIRST_PROBE_MS)
+    }
+
+    /// The probe's attempt ended without saying anything of the endpoint (the app refused the
+    /// connection: the gate's business; a record that could not be decoded): probe again after
+    /// the same wait.
+    pub fn inconclusive(&mut self, now_ms: u64) {
+        if let State::Probing {
+            class,
+            since_ms,
+            interval_ms,
+            ..
+        } = self.state
+        {
+            self.state = State::Open {
+                class,
+                since_ms,
+                probe_at_ms: now_ms + interval_ms,
+                interval_ms,
+            };
         }
     }
 
@@ -179,6 +226,7 @@ impl Breaker {
                 class,
                 since_ms,
                 interval_ms,
+                ..
             } => {
                 let interval_ms = (interval_ms * 2).min(self.settings.max_probe_interval_ms);
                 self.state = State::Open {
@@ -347,6 +395,29 @@ mod tests {
         let t = b.succeeded(31_060).expect("closes");
         assert_eq!(t.to, State::Closed);
         assert_eq!(b.admit(31_061), Admit::Go);
+    }
+
+    #[test]
+    fn a_probe_that_says_nothing_or_never_reports_gives_way_to_another() {
+        let mut b = Breaker::new(S);
+        for o in 0..5 {
+            b.failed(0, Class::ServerError, rec(o));
+        }
+        assert_eq!(b.admit(1_000), Admit::Probe);
+        // The app refused the connection: nothing said of the outage; probe again later.
+        b.inconclusive(1_010);
+        assert!(matches!(
+            b.state(),
+            State::Open {
+                probe_at_ms: 2_010,
+                ..
+            }
+        ));
+        assert_eq!(b.admit(2_010), Admit::Probe);
+        // This probe is stopped and never reports: another may go once it expires.
+        assert!(matches!(b.admit(2_020), Admit::WaitUntil(_)));
+        let expiry = 2_010 + b.probe_expiry_ms();
+        assert_eq!(b.admit(expiry), Admit::Probe);
     }
 
     #[test]
