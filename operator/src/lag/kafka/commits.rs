@@ -56,10 +56,9 @@ pub fn record_state(progress: Option<&Progress>) -> Option<String> {
     let s = p.state(p.committed)?;
     let mut parts = Vec::new();
     if s.attempts > 0 {
-        let times = if s.attempts == 1 { "once" } else { "times" };
         let tried = match s.attempts {
             1 => "record tried once".to_owned(),
-            n => format!("record tried {n} {times}"),
+            n => format!("record tried {n} times"),
         };
         parts.push(match s.last {
             Some(last) => format!("{tried}, last {last}"),
