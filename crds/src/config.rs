@@ -201,6 +201,9 @@ pub struct DeliveryConfig {
     /// without it (an older operator) gets the resource's default.
     #[serde(default = "default_max_crashes")]
     pub max_crashes: u32,
+    /// The resource's `maxUncommitted`; `None`: its default ([`DeliveryConfig::window`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uncommitted: Option<u32>,
     /// Fixed or adaptive requests in flight; a config without it gets `fixed`.
     #[serde(default)]
     pub concurrency: Concurrency,
@@ -213,7 +216,20 @@ fn default_max_crashes() -> u32 {
     3
 }
 
+/// `maxUncommitted` when the resource does not set it: at least this many.
+pub const DEFAULT_MAX_UNCOMMITTED: u32 = 1000;
+
 impl DeliveryConfig {
+    /// The most records sent and not yet committed (`maxUncommitted`, or its default: 1000 or
+    /// twice `maxInFlight`); `None` with `atMostOnce`, which commits before sending.
+    pub fn window(&self) -> Option<u32> {
+        (self.guarantee == Guarantee::AtLeastOnce).then(|| {
+            self.max_uncommitted.unwrap_or_else(|| {
+                DEFAULT_MAX_UNCOMMITTED.max(self.max_in_flight.saturating_mul(2))
+            })
+        })
+    }
+
     /// The dead-letter topic for records of `source_topic`.
     pub fn dead_letter_topic_for(&self, source_topic: &str) -> String {
         self.dead_letter_topic
@@ -522,6 +538,11 @@ impl SidecarConfig {
         if d.max_in_flight == 0 {
             p.push("delivery.maxInFlight must be at least 1".into());
         }
+        if d.max_uncommitted == Some(0) {
+            p.push(
+                "delivery.maxUncommitted must be at least 1 (or left out for its default)".into(),
+            );
+        }
         if d.guarantee == Guarantee::AtMostOnce && d.on_exhausted == OnExhausted::Block {
             p.push("delivery.onExhausted: block sends a failing record again forever, which guarantee: atMostOnce forbids; use skip or deadLetter".into());
         }
@@ -676,6 +697,10 @@ impl SidecarConfig {
                 on_exhausted: d.on_exhausted,
                 dead_letter_topic: d.dead_letter.as_ref().and_then(|dl| dl.topic.clone()),
                 max_crashes: u32::try_from(d.max_crashes).unwrap_or(0),
+                max_uncommitted: d
+                    .max_uncommitted
+                    .and_then(|n| u32::try_from(n).ok())
+                    .map(|n| n.max(1)),
                 concurrency: d.concurrency,
                 outage: render_outage(&d.outage),
             },
@@ -821,6 +846,21 @@ mod tests {
             "endpoint": { "port": 8080, "path": "/events", "readinessPath": "/ready" },
             "template": { "spec": { "containers": [{ "name": "app" }] } }
         }))
+    }
+
+    #[test]
+    fn max_uncommitted_defaults_to_a_thousand_or_twice_max_in_flight() {
+        let mut r = in_pod();
+        let window =
+            |r: &KafkaConsumerProxy| SidecarConfig::render(r).expect("renders").delivery.window();
+        assert_eq!(window(&r), Some(DEFAULT_MAX_UNCOMMITTED));
+        r.spec.delivery.max_in_flight = 900;
+        assert_eq!(window(&r), Some(1800));
+        r.spec.delivery.max_uncommitted = Some(16);
+        assert_eq!(window(&r), Some(16), "set, it wins");
+        r.spec.delivery.guarantee = crate::v1alpha1::Guarantee::AtMostOnce;
+        r.spec.delivery.on_exhausted = crate::v1alpha1::OnExhausted::Skip;
+        assert_eq!(window(&r), None, "atMostOnce commits before sending");
     }
 
     #[test]

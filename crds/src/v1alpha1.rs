@@ -560,10 +560,24 @@ pub struct DeliverySpec {
     #[serde(default)]
     pub guarantee: Guarantee,
 
-    /// How often finished offsets are committed (default `1s`). Also committed on rebalance
-    /// and shutdown.
+    /// How often finished offsets are committed at the latest (default `1s`); sooner when half
+    /// of `maxUncommitted` ended records wait for a commit. Also committed on rebalance and
+    /// shutdown.
     #[serde(default = "default_commit_interval")]
     pub commit_interval: Duration,
+
+    /// The most records sent to the app whose end is not yet committed (default: 1000, or twice
+    /// `maxInFlight` when that is more). A crash of the sidecar (`kill -9`, an OOM kill, a lost
+    /// node) delivers at most this many records again; records the acknowledged commits name
+    /// finished are never delivered again. A record counts from the start of an attempt until
+    /// a commit carrying its end is acknowledged (not while it waits for a retry). When the
+    /// bound is reached, no new request starts until a commit frees room: set it to
+    /// `maxInFlight` for "only what was in flight repeats", at the cost of a commit per half
+    /// window. Below `maxInFlight` it also lowers the requests in flight. Not used with
+    /// `atMostOnce`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_uncommitted: Option<i32>,
 
     /// How long shutdown and partition revocation wait for in-flight requests (default `30s`).
     /// At least 10s shorter than librdkafka's `max.poll.interval.ms` (5 minutes unless
@@ -955,6 +969,7 @@ impl Default for DeliverySpec {
             max_in_flight: default_max_in_flight(),
             guarantee: Guarantee::default(),
             commit_interval: default_commit_interval(),
+            max_uncommitted: None,
             drain_timeout: default_drain_timeout(),
             retry: RetrySpec::default(),
             on_exhausted: OnExhausted::default(),

@@ -2,13 +2,15 @@
 //!
 //! Guarantee: never commits past an unfinished record. Every offset committed here comes from
 //! [`OffsetTracker::to_commit`], which never passes the lowest unfinished offset of a partition.
-//! Commits happen every `commitInterval` ([`commit_async`], from the poll thread), synchronously
-//! when partitions are revoked (after their in-flight records finished or `drainTimeout`
-//! passed) and at shutdown ([`commit_sync`]). A synchronous commit's acknowledgement is recorded
-//! in the tracker and [`Stats`]; librdkafka does not report the outcome of a manual asynchronous
-//! commit, so the periodic one only records what it sent, and the synchronous commits compare
-//! against acknowledged offsets (a lost periodic commit is sent again). A failed commit is logged
-//! and retried by the next one: it can only cause redelivery, never loss.
+//! Every commit is synchronous and taken in one turn ([`Window::turn`]): the committer thread
+//! ([`committer`]) commits every `commitInterval` and whenever half of `maxUncommitted` ended
+//! records wait ([`window`]); revoke and shutdown commit their partitions after the drain
+//! ([`commit_sync_within`]). An acknowledgement is recorded in the tracker and [`Stats`]; a
+//! failed commit is logged and retried by the next one: it can only cause redelivery, never
+//! loss.
+
+pub mod committer;
+pub mod window;
 
 use std::{
     sync::{Arc, Mutex, mpsc},
@@ -23,11 +25,12 @@ use rdkafka::{
 use tracing::{debug, warn};
 
 use crate::{
-    consumer::tps_of,
-    offsets::{NextOffset, OffsetTracker, Since, ToCommit},
+    offsets::{OffsetTracker, ToCommit},
     record::Tp,
     stats::Stats,
 };
+
+pub use window::{Slot, Window};
 
 /// Why a synchronous commit failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,13 +85,12 @@ fn describe(offsets: &[ToCommit<Tp>]) -> String {
 fn pending(
     tracker: &Mutex<OffsetTracker<Tp>>,
     only: Option<&[Tp]>,
-    since: Since,
     clean: bool,
 ) -> Vec<ToCommit<Tp>> {
     tracker
         .lock()
         .expect("invariant: tracker lock never poisoned")
-        .to_commit(only, since, clean)
+        .to_commit(only, clean)
 }
 
 /// A broker that stores less metadata than we sent refuses the whole commit: send less from
@@ -104,67 +106,65 @@ fn refused_metadata(source: &KafkaError, stats: &Stats) {
     }
 }
 
-/// Commits what moved since the last commit, without waiting: the periodic commit
-/// ([`Since::Requested`]: what was not sent yet), and the commits made while a drain holds the
-/// poll thread ([`Since::Acknowledged`]: Kafka's answers are not served meanwhile, so what is not
-/// acknowledged is sent again).
-pub fn commit_async<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    tracker: &Mutex<OffsetTracker<Tp>>,
-    stats: &Stats,
-    since: Since,
-) {
-    let offsets = pending(tracker, None, since, false);
-    if offsets.is_empty() {
-        return;
-    }
-    debug!(offsets = %describe(&offsets), "Committing");
-    match consumer.commit(&list(&offsets, stats), CommitMode::Async) {
-        Ok(()) => {
-            // The answer comes to `commit_done`; a lost one is re-sent by the synchronous
-            // commit at revoke/shutdown.
-            let mut t = tracker
-                .lock()
-                .expect("invariant: tracker lock never poisoned");
-            for c in &offsets {
-                t.requested(c);
-                stats.set_commit_requested(&c.key, c.next.get());
-            }
-        }
-        Err(e) => {
-            Stats::incr(&stats.commit_failures);
-            warn!(error = %e, offsets = %describe(&offsets), "Commit failed; retrying at the next interval");
-        }
-    }
-}
-
-/// Commits what moved for `only` (all partitions when `None`) and waits for Kafka's answer.
-/// `clean`: a graceful handover (revoke, shutdown) after the drain, see `offsets/carry.rs`.
+/// Commits what moved for `only` (all partitions when `None`) and waits for Kafka's answer, in
+/// the commit turn ([`Window::turn`]). A commit of every partition frees the window's places of
+/// the records ended before it ([`Window::durable`]). `clean`: a graceful handover (revoke,
+/// shutdown) after the drain, see `offsets/carry.rs`.
 pub fn commit_sync<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     tracker: &Mutex<OffsetTracker<Tp>>,
     only: Option<&[Tp]>,
     stats: &Stats,
     clean: bool,
+    window: &Window,
 ) -> Result<usize, CommitError> {
-    let offsets = pending(tracker, only, Since::Acknowledged, clean);
-    if offsets.is_empty() {
-        return Ok(0);
+    let (offsets, result) = commit_in_turn(consumer, tracker, only, stats, clean, window);
+    match result {
+        Ok(()) => Ok(offsets.len()),
+        Err(source) => Err(failed(&offsets, source, stats)),
     }
-    match consumer.commit(&list(&offsets, stats), CommitMode::Sync) {
-        Ok(()) => {
-            debug!(offsets = %describe(&offsets), "Committed");
-            record(tracker, stats, &offsets);
-            Ok(offsets.len())
+}
+
+/// One commit in the turn: the window's mark, the snapshot, the commit and its answer.
+fn commit_in_turn<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tracker: &Mutex<OffsetTracker<Tp>>,
+    only: Option<&[Tp]>,
+    stats: &Stats,
+    clean: bool,
+    window: &Window,
+) -> (Vec<ToCommit<Tp>>, KafkaResult<()>) {
+    let _turn = window.turn();
+    // Before the snapshot: every record ended by now is in it (`window.rs`).
+    let mark = window.mark();
+    let offsets = pending(tracker, only, clean);
+    if offsets.is_empty() {
+        if only.is_none() {
+            // Every partition's progress is acknowledged already.
+            window.durable(mark);
         }
-        Err(source) => {
-            Stats::incr(&stats.commit_failures);
-            refused_metadata(&source, stats);
-            Err(CommitError::Commit {
-                offsets: describe(&offsets),
-                source,
-            })
+        return (offsets, Ok(()));
+    }
+    for c in &offsets {
+        stats.set_commit_requested(&c.key, c.next.get());
+    }
+    let result = consumer.commit(&list(&offsets, stats), CommitMode::Sync);
+    if result.is_ok() {
+        debug!(offsets = %describe(&offsets), "Committed");
+        record(tracker, stats, &offsets);
+        if only.is_none() {
+            window.durable(mark);
         }
+    }
+    (offsets, result)
+}
+
+fn failed(offsets: &[ToCommit<Tp>], source: KafkaError, stats: &Stats) -> CommitError {
+    Stats::incr(&stats.commit_failures);
+    refused_metadata(&source, stats);
+    CommitError::Commit {
+        offsets: describe(offsets),
+        source,
     }
 }
 
@@ -178,52 +178,45 @@ pub fn commit_sync_within<C: ConsumerContext + 'static>(
     stats: &Arc<Stats>,
     timeout: Duration,
     clean: bool,
+    window: &Arc<Window>,
 ) -> Result<usize, CommitError> {
-    let offsets = pending(tracker, only, Since::Acknowledged, clean);
-    if offsets.is_empty() {
-        return Ok(0);
-    }
     let (tx, rx) = mpsc::channel();
-    let (c, t, s, o) = (
+    let (c, t, s, w) = (
         Arc::clone(consumer),
         Arc::clone(tracker),
         Arc::clone(stats),
-        offsets.clone(),
+        Arc::clone(window),
     );
+    let o = only.map(<[Tp]>::to_vec);
     let spawned = std::thread::Builder::new()
         .name("kcp-commit".into())
         .spawn(move || {
-            let result = c.commit(&list(&o, &s), CommitMode::Sync);
+            let answer = commit_in_turn(c.as_ref(), &t, o.as_deref(), &s, clean, &w);
             // Released before the answer is sent: the shutdown closes the consumer right after
             // it, and only the last handle leaves the group.
             drop(c);
-            if result.is_ok() {
-                record(&t, &s, &o);
-            }
             // The caller may have stopped waiting; the acknowledgement is recorded anyway.
-            let _ = tx.send(result);
+            let _ = tx.send(answer);
         });
     if let Err(e) = spawned {
         warn!(error = %e, "Could not start a commit thread; committing on this one, unbounded");
-        return commit_sync(consumer.as_ref(), tracker, only, stats, clean);
+        return commit_sync(consumer.as_ref(), tracker, only, stats, clean, window);
     }
     match rx.recv_timeout(timeout) {
-        Ok(Ok(())) => {
-            debug!(offsets = %describe(&offsets), "Committed");
-            Ok(offsets.len())
-        }
-        Ok(Err(source)) => {
-            Stats::incr(&stats.commit_failures);
-            refused_metadata(&source, stats);
-            Err(CommitError::Commit {
-                offsets: describe(&offsets),
-                source,
-            })
-        }
+        Ok((offsets, Ok(()))) => Ok(offsets.len()),
+        Ok((offsets, Err(source))) => Err(failed(&offsets, source, stats)),
         Err(_) => {
             Stats::incr(&stats.commit_failures);
             Err(CommitError::Timeout {
-                offsets: describe(&offsets),
+                offsets: only.map_or_else(
+                    || "every partition".into(),
+                    |tps| {
+                        tps.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    },
+                ),
                 timeout,
             })
         }
@@ -236,53 +229,22 @@ fn record(tracker: &Mutex<OffsetTracker<Tp>>, stats: &Stats, offsets: &[ToCommit
         .lock()
         .expect("invariant: tracker lock never poisoned");
     for c in offsets {
-        t.committed(&c.key, c.next, Some(&c.progress));
+        t.committed(&c.key, c.next, &c.progress);
         stats.set_committed(&c.key, c.next.get());
     }
 }
 
-/// Records Kafka's answer to an asynchronous commit (the consumer's commit callback).
-pub fn commit_done(
-    tracker: &Mutex<OffsetTracker<Tp>>,
-    stats: &Stats,
-    result: &KafkaResult<()>,
-    offsets: &TopicPartitionList,
-) {
+/// Kafka's answer to a commit, from the consumer's commit callback. Every commit is
+/// synchronous and its caller records the answer; this only logs it.
+pub fn commit_done(result: &KafkaResult<()>, offsets: &TopicPartitionList) {
     debug!(?result, offsets = offsets.count(), "Commit answered");
-    match result {
-        Ok(()) => {
-            let acked: Vec<(Tp, NextOffset)> = tps_of(offsets)
-                .into_iter()
-                .zip(offsets.elements())
-                .filter_map(|(tp, e)| match e.offset() {
-                    Offset::Offset(o) => Some((tp, NextOffset::at(o))),
-                    _ => None,
-                })
-                .collect();
-            if !acked.is_empty() {
-                Stats::incr(&stats.commits);
-                let mut t = tracker
-                    .lock()
-                    .expect("invariant: tracker lock never poisoned");
-                for (tp, next) in &acked {
-                    // The answer names the offset; the tracker knows what the request carried.
-                    t.committed(tp, *next, None);
-                    stats.set_committed(tp, next.get());
-                }
-            }
-        }
-        // Nothing to commit is not a failure.
-        Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => {
-            Stats::incr(&stats.commit_failures);
-            warn!(error = %e, "Commit failed; retrying at the next interval");
-            refused_metadata(e, stats);
-            let mut t = tracker
-                .lock()
-                .expect("invariant: tracker lock never poisoned");
-            for tp in tps_of(offsets) {
-                t.request_failed(&tp);
-            }
-        }
+}
+
+impl CommitError {
+    /// What Kafka said, for a log line.
+    pub fn source_message(&self) -> String {
+        std::error::Error::source(self)
+            .map(ToString::to_string)
+            .unwrap_or_default()
     }
 }

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::{
+    commit::{Slot, Window},
     concurrency::{Limiter, Signal},
     deadletter::{DeadLetter, FailureLog, LastFailure},
     dispatch::Job,
@@ -59,6 +60,8 @@ pub struct Deliverer {
     pub guarantee: Guarantee,
     /// Requests in flight across lanes (`concurrency.rs`).
     pub limiter: Limiter,
+    /// Records sent and not yet committed (`commit/window.rs`).
+    pub window: Arc<Window>,
     /// Endpoint outage or bad records (`outage.rs`).
     pub outage: Outage,
     pub tracker: Arc<Mutex<OffsetTracker<Tp>>>,
@@ -87,6 +90,7 @@ impl Deliverer {
             on_exhausted: d.on_exhausted,
             guarantee: d.guarantee,
             limiter: Limiter::from_config(d.concurrency, d.max_in_flight, Arc::clone(&stats)),
+            window: Arc::new(Window::new(d.window())),
             // `block` never gives a record up: there is no flood of dead letters to stop, and
             // the records it holds would look like an outage.
             outage: Outage::new(
@@ -110,8 +114,15 @@ impl Deliverer {
     /// Runs `job` to its end and records the result. Dropping the last handle on the job
     /// releases its budget.
     pub async fn process(&self, job: &Job) {
-        let end = self.drive(job).await;
+        let mut slot = None;
+        let end = self.drive(job, &mut slot).await;
         self.finish(job, end);
+        // After the tracker knows the end: the next commit carries it (`commit/window.rs`).
+        if let Some(slot) = slot
+            && end != End::Abandoned
+        {
+            slot.finished();
+        }
     }
 
     /// Gives a record an outcome after [`Deliverer::process`] panicked on it (a sidecar bug:
@@ -185,7 +196,9 @@ impl Deliverer {
             .finished(&r.tp, job.epoch, r.offset);
     }
 
-    async fn drive(&self, job: &Job) -> End {
+    /// `slot`: the record's place in the window of uncommitted records, taken by each attempt
+    /// and kept when the attempt ends the record.
+    async fn drive<'a>(&'a self, job: &Job, slot: &mut Option<Slot<'a>>) -> End {
         let record = &job.record;
         let p = &job.partition;
         // Attempts made before a rebalance or a crash count (`offsets/carry.rs`).
@@ -213,7 +226,9 @@ impl Deliverer {
                 .await;
         }
         loop {
-            let Some((outcome, failed_at)) = self.attempt(job, attempts + 1).await else {
+            // Not sent, not ended: waiting for another attempt holds no place.
+            *slot = None;
+            let Some((outcome, failed_at)) = self.attempt(job, attempts + 1, slot).await else {
                 return End::Abandoned;
             };
             let decision = classify(&outcome, self.forwarder.policy());
@@ -336,6 +351,7 @@ impl Deliverer {
                     }
                 }
             };
+            *slot = None;
             if !sleep_unless(&p.stop, wait).await {
                 return End::Abandoned;
             }
@@ -360,7 +376,12 @@ impl Deliverer {
 
     /// One HTTP request under the concurrency limit, once the breaker lets it go; `None` when
     /// stopped first. Also returns when it ended, on the breaker's clock.
-    async fn attempt(&self, job: &Job, attempt: u32) -> Option<(Outcome, u64)> {
+    async fn attempt<'a>(
+        &'a self,
+        job: &Job,
+        attempt: u32,
+        slot: &mut Option<Slot<'a>>,
+    ) -> Option<(Outcome, u64)> {
         let p = &job.partition;
         if p.stop.is_cancelled() {
             return None;
@@ -375,6 +396,12 @@ impl Deliverer {
                 _ = self.stats.gate.unheld() => {}
             }
         }
+        // A place in the window first, so a record waiting for a commit holds no permit.
+        *slot = Some(tokio::select! {
+            biased;
+            _ = p.stop.cancelled() => return None,
+            entered = self.window.enter() => entered,
+        });
         let permit = tokio::select! {
             biased;
             _ = p.stop.cancelled() => return None,

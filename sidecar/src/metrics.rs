@@ -338,6 +338,12 @@ impl Collector for StatsCollector {
         )?;
         gauge(
             &mut e,
+            "uncommitted_records",
+            "Records sent to the app whose end is not yet committed: at most delivery.maxUncommitted, the most a crash can deliver again",
+            i64::try_from(s.uncommitted).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            &mut e,
             "endpoint_outage",
             "1 while the endpoint fails every record alike: attempts are not counted, nothing is dead-lettered, fetching is paused and one request at a time probes it",
             i64::from(s.endpoint_outage.is_some()),

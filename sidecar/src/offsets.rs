@@ -55,16 +55,6 @@ impl fmt::Display for NextOffset {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Epoch(u64);
 
-/// What [`OffsetTracker::to_commit`] compares against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Since {
-    /// The last commit Kafka acknowledged: for synchronous commits (revoke, shutdown).
-    Acknowledged,
-    /// The last commit sent, acknowledged or not: for periodic asynchronous commits, so an
-    /// unchanged offset is not sent again and again.
-    Requested,
-}
-
 /// What [`OffsetTracker::dispatched`] did with an offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dispatched {
@@ -85,10 +75,8 @@ struct PartitionOffsets {
     unfinished: BTreeSet<i64>,
     highest: Option<i64>,
     committed: Option<NextOffset>,
-    requested: Option<NextOffset>,
-    /// What the last acknowledged / requested commit said above its offset (`carry.rs`).
+    /// What the last acknowledged commit said above its offset (`carry.rs`).
     committed_progress: Option<Progress>,
-    requested_progress: Option<Progress>,
     /// Retry state and crash counts of unfinished records (`carry.rs`).
     states: BTreeMap<i64, RecordState>,
     /// Timestamps (ms) of unfinished records that have one: how old the record at the
@@ -159,9 +147,7 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
                 unfinished: BTreeSet::new(),
                 highest: None,
                 committed: None,
-                requested: None,
                 committed_progress: None,
-                requested_progress: None,
                 states: BTreeMap::new(),
                 times: HashMap::new(),
                 inherited: inherited.map(carry::after_handover),
@@ -211,9 +197,7 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
             // The group's committed offset is in the old log; the next commit must be sent
             // even if it is lower. What the old commit said of the old log means nothing now.
             p.committed = None;
-            p.requested = None;
             p.committed_progress = None;
-            p.requested_progress = None;
             p.inherited = None;
         }
         p.highest = Some(p.highest.map_or(offset, |h| h.max(offset)));

@@ -166,6 +166,7 @@ impl Pipeline {
             Arc::clone(&tracker),
             Arc::clone(&stats),
         ));
+        let window = Arc::clone(&deliverer.window);
         let process: Process = {
             let deliverer = Arc::clone(&deliverer);
             Arc::new(move |job: Arc<Job>| {
@@ -190,6 +191,7 @@ impl Pipeline {
             ))),
             drain_timeout: d.drain_timeout.as_std(),
             commit_interval: d.commit_interval.as_std(),
+            window: Arc::clone(&window),
             guarantee: d.guarantee,
             initial_offset: config.kafka.initial_offset,
             unready_timeout: config.endpoint.unready_timeout.as_std(),
@@ -241,6 +243,8 @@ pub(crate) struct Shared {
     pub total: Arc<Buffer>,
     pub drain_timeout: Duration,
     pub commit_interval: Duration,
+    /// Records sent and not yet committed (`commit/window.rs`), shared with the deliverer.
+    pub window: Arc<crate::commit::Window>,
     pub guarantee: kcp_crds::v1alpha1::Guarantee,
     /// How long the app may be unready before the replica leaves the group (`membership.rs`).
     pub unready_timeout: Duration,

@@ -92,6 +92,8 @@ pub struct Stats {
     pub gate: Gate,
     /// The limit on requests in flight now (`concurrency.rs`; `maxInFlight` when fixed).
     pub concurrency_limit: AtomicU64,
+    /// Records sent and not yet committed (`commit/window.rs`), refreshed every `commitInterval`.
+    pub uncommitted: AtomicU64,
     /// Endpoint outages the breaker saw begin (`outage.rs`).
     pub endpoint_outages: AtomicU64,
     /// The outage going on, if one is.
@@ -145,6 +147,7 @@ impl Default for Stats {
             librdkafka_reports: AtomicU64::new(0),
             gate: Gate::default(),
             concurrency_limit: AtomicU64::new(0),
+            uncommitted: AtomicU64::new(0),
             endpoint_outages: AtomicU64::new(0),
             endpoint_outage: Mutex::new(None),
             shutdown: Shutdown::default(),
@@ -323,6 +326,8 @@ pub struct StatsSnapshot {
     pub app_outages: u64,
     /// The limit on requests in flight now (`maxInFlight` unless `concurrency: adaptive`).
     pub concurrency_limit: u64,
+    /// Records sent to the app whose end is not yet committed (at most `maxUncommitted`).
+    pub uncommitted: u64,
     /// Endpoint outages seen (every record failing alike), and the one going on, if any.
     pub endpoint_outages: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -577,6 +582,7 @@ impl Stats {
             app_not_ready_ms: self.gate.closed_time().as_millis() as u64,
             app_outages: self.gate.closures(),
             concurrency_limit: self.concurrency_limit.load(Relaxed),
+            uncommitted: self.uncommitted.load(Relaxed),
             endpoint_outages: self.endpoint_outages.load(Relaxed),
             endpoint_outage: self.endpoint_outage(),
             poll_age_ms: self.poll_age().as_millis() as u64,

@@ -22,7 +22,7 @@
 
 use std::hash::Hash;
 
-use super::{NextOffset, OffsetTracker, PartitionOffsets, Since};
+use super::{NextOffset, OffsetTracker, PartitionOffsets};
 use crate::progress::{DeadLetterNote, Failure, OutageNote, Progress, RecordState};
 
 /// One partition's commit: where to resume, and what is known above it.
@@ -80,26 +80,20 @@ impl PartitionOffsets {
 
 impl<K: Eq + Hash + Clone> OffsetTracker<K> {
     /// Partitions whose commit is due: the offset moved past the last commit Kafka
-    /// acknowledged (or, with [`Since::Requested`], the last one requested), or what the commit
-    /// carries changed. `only` restricts the answer to some partitions; `clean` marks a
-    /// graceful handover (revoke, shutdown).
-    pub fn to_commit(&self, only: Option<&[K]>, since: Since, clean: bool) -> Vec<ToCommit<K>> {
+    /// acknowledged, or what the commit carries changed. `only` restricts the answer to some
+    /// partitions; `clean` marks a graceful handover (revoke, shutdown).
+    pub fn to_commit(&self, only: Option<&[K]>, clean: bool) -> Vec<ToCommit<K>> {
         let wanted = |k: &K| only.is_none_or(|keys| keys.contains(k));
         self.partitions
             .iter()
             .filter(|(k, _)| wanted(k))
             .filter_map(|(k, p)| {
                 let (next, progress) = p.progress(clean, self.outage)?;
-                let (last, last_progress) = match since {
-                    Since::Acknowledged => (p.committed, p.committed_progress.as_ref()),
-                    Since::Requested if p.requested.is_some() && p.requested >= p.committed => {
-                        (p.requested, p.requested_progress.as_ref())
-                    }
-                    Since::Requested => (p.committed, p.committed_progress.as_ref()),
-                };
-                let due = match last {
+                let due = match p.committed {
                     None => true,
-                    Some(c) => next > c || (next == c && last_progress != Some(&progress)),
+                    Some(c) => {
+                        next > c || (next == c && p.committed_progress.as_ref() != Some(&progress))
+                    }
                 };
                 due.then(|| ToCommit {
                     key: k.clone(),
@@ -116,43 +110,12 @@ impl<K: Eq + Hash + Clone> OffsetTracker<K> {
         self.outage = outage;
     }
 
-    /// Records that `commit` was sent without waiting for the answer.
-    pub fn requested(&mut self, commit: &ToCommit<K>) {
-        if let Some(p) = self.partitions.get_mut(&commit.key)
-            && p.requested.is_none_or(|r| commit.next >= r)
-        {
-            p.requested = Some(commit.next);
-            p.requested_progress = Some(commit.progress.clone());
-        }
-    }
-
-    /// Records that Kafka refused an asynchronous commit for `key`: the next periodic commit
-    /// sends what is not acknowledged again, even if nothing finished since.
-    pub fn request_failed(&mut self, key: &K) {
-        if let Some(p) = self.partitions.get_mut(key) {
-            p.requested = None;
-            p.requested_progress = None;
-        }
-    }
-
-    /// Records that Kafka acknowledged a commit of `next` for `key`, carrying `progress` when
-    /// known (a synchronous commit; an asynchronous answer names only the offset).
-    pub fn committed(&mut self, key: &K, next: NextOffset, progress: Option<&Progress>) {
+    /// Records that Kafka acknowledged a commit of `next` for `key`, carrying `progress`.
+    pub fn committed(&mut self, key: &K, next: NextOffset, progress: &Progress) {
         if let Some(p) = self.partitions.get_mut(key)
             && p.committed.is_none_or(|c| next >= c)
         {
-            match progress {
-                Some(progress) => p.committed_progress = Some(progress.clone()),
-                // An asynchronous answer names only the offset. For an offset already known
-                // committed it is an earlier request's: what is known stays (a stale answer
-                // must not make the shutdown's clean commit look undone).
-                None if p.committed == Some(next) => {}
-                None => {
-                    p.committed_progress = (p.requested == Some(next))
-                        .then(|| p.requested_progress.clone())
-                        .flatten();
-                }
-            }
+            p.committed_progress = Some(progress.clone());
             p.committed = Some(next);
         }
     }

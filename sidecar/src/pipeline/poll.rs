@@ -3,14 +3,15 @@
 //! Each assigned partition has its own librdkafka queue (split off in the assign callback,
 //! `rebalance.rs`). The loop serves the consumer's queue (rebalance and commit callbacks run
 //! here), takes records from every partition queue whose buffer has room, copies each record
-//! out, tracks it as dispatched and hands it to the lanes, and triggers the periodic commit.
+//! out, tracks it as dispatched and hands it to the lanes; the committer thread it starts
+//! commits (`commit/committer.rs`).
 //! A partition whose buffer is full is simply not read until it is half empty: librdkafka stops
 //! fetching it once its own small prefetch queue is full, and nothing already fetched is
 //! thrown away (a `pause` would purge it and cost a fetch round on resume). The consumer is
 //! polled on every round, so `max.poll.interval.ms` is never exceeded. When there is nothing to
 //! take the thread parks until a queue becomes non-empty, a full partition has room again, or
-//! [`IDLE_WAIT`] passes. At shutdown it stops taking records, drains, commits and closes the
-//! consumer.
+//! [`IDLE_WAIT`] passes. At shutdown it stops taking records, drains, stops the committer,
+//! commits and closes the consumer.
 
 use std::{
     sync::{
@@ -131,7 +132,17 @@ fn consume(
         })
     })?;
     info!(?topics, "Consuming");
-    let mut next_commit = Instant::now() + shared.commit_interval;
+    let mut committer = Some(
+        commit::committer::Committer::start(commit::committer::Parts {
+            consumer: Arc::downgrade(consumer),
+            tracker: Arc::clone(&shared.tracker),
+            stats: Arc::clone(&shared.stats),
+            window: Arc::clone(&shared.window),
+            interval: shared.commit_interval,
+        })
+        .map_err(PipelineError::Thread)?,
+    );
+    let mut next_report = Instant::now() + shared.commit_interval;
     let mut gate = GateSync::default();
     let mut membership = Membership::subscribed(topics, shared.unready_timeout);
     let mut next_partition = 0;
@@ -148,7 +159,7 @@ fn consume(
         let (records, bytes) = shared.total.pending();
         shared.stats.buffered_records.store(records as u64, Relaxed);
         shared.stats.buffered_bytes.store(bytes as u64, Relaxed);
-        if Instant::now() >= next_commit {
+        if Instant::now() >= next_report {
             let mut tps = Vec::new();
             for state in shared.lock_partitions().values() {
                 shared.stats.set_pending(&state.tp, state.pending().0);
@@ -167,13 +178,11 @@ fn consume(
                     );
                 }
             }
-            commit::commit_async(
-                consumer,
-                &shared.tracker,
-                &shared.stats,
-                crate::offsets::Since::Requested,
-            );
-            next_commit = Instant::now() + shared.commit_interval;
+            shared
+                .stats
+                .uncommitted
+                .store(u64::from(shared.window.open()), Relaxed);
+            next_report = Instant::now() + shared.commit_interval;
         }
         if taken == 0 {
             // Woken early by a record arriving on an empty partition queue, a group event, or a
@@ -183,6 +192,9 @@ fn consume(
     }
     if abort.is_cancelled() {
         info!("Aborting: no drain, no further commit");
+        if let Some(c) = committer.take() {
+            c.stop(Duration::ZERO);
+        }
         shared.stop.cancel();
     } else {
         info!("Shutting down: finishing dispatched records");
@@ -192,9 +204,17 @@ fn consume(
         let deadline = shared.stats.shutdown.begin(shared.drain_timeout);
         let states: Vec<Arc<PartitionState>> =
             shared.lock_partitions().drain().map(|(_, s)| s).collect();
-        shared.finish_dispatched(&states, deadline, consumer);
+        shared.finish_dispatched(&states, deadline);
         shared.stop.cancel();
-        shared.drain_until(&states, deadline, consumer);
+        shared.drain_until(&states, deadline);
+        // The committer stops before the last commit, which then carries everything.
+        if let Some(c) = committer.take() {
+            c.stop(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(commit::SYNC_COMMIT_TIMEOUT),
+            );
+        }
         shared.stats.shutdown.drained();
         final_commit(consumer, shared, deadline);
     }
@@ -411,8 +431,15 @@ fn final_commit(consumer: &Arc<BaseConsumer<ConsumerCtx>>, shared: &Shared, dead
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .clamp(Duration::from_secs(1), commit::SYNC_COMMIT_TIMEOUT);
-        match commit::commit_sync_within(consumer, &shared.tracker, None, &shared.stats, wait, true)
-        {
+        match commit::commit_sync_within(
+            consumer,
+            &shared.tracker,
+            None,
+            &shared.stats,
+            wait,
+            true,
+            &shared.window,
+        ) {
             Ok(committed) => {
                 info!(committed, "Committed at shutdown");
                 return;
@@ -503,6 +530,7 @@ fn commit_ahead(consumer: &Arc<BaseConsumer<ConsumerCtx>>, shared: &Shared) -> b
         &shared.stats,
         commit::SYNC_COMMIT_TIMEOUT,
         false,
+        &shared.window,
     ) {
         Ok(_) => {
             let jobs = std::mem::take(&mut *shared.lock_ahead());

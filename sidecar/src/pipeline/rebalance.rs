@@ -138,7 +138,7 @@ impl RebalanceHandler for Shared {
             }
             self.dispatcher.discard_waiting(tps);
         } else {
-            self.drain(&states, consumer);
+            self.drain(&states);
         }
         // A lost assignment belongs to someone else already: a commit would be refused.
         if !lost && !self.abort.is_cancelled() {
@@ -150,9 +150,17 @@ impl RebalanceHandler for Shared {
                     &self.stats,
                     commit::SYNC_COMMIT_TIMEOUT,
                     true,
+                    &self.window,
                 ),
                 // The consumer is being closed: commit on this thread.
-                None => commit::commit_sync(consumer, &self.tracker, Some(tps), &self.stats, true),
+                None => commit::commit_sync(
+                    consumer,
+                    &self.tracker,
+                    Some(tps),
+                    &self.stats,
+                    true,
+                    &self.window,
+                ),
             };
             match result {
                 Ok(committed) => info!(
@@ -178,16 +186,16 @@ impl RebalanceHandler for Shared {
     }
 
     fn commit_done(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
-        commit::commit_done(&self.tracker, &self.stats, result, offsets);
+        commit::commit_done(result, offsets);
     }
 }
 
 impl Shared {
     /// Stops `states`, waits for their in-flight records up to `drainTimeout` and aborts what is
-    /// left. Blocks the calling (poll) thread. Commits what finishes meanwhile every
-    /// `commitInterval` ([`DrainCommits`]); the caller commits the rest afterwards.
-    pub fn drain(&self, states: &[Arc<PartitionState>], consumer: &BaseConsumer<ConsumerCtx>) {
-        self.drain_until(states, Instant::now() + self.drain_timeout, consumer);
+    /// left. Blocks the calling (poll) thread. The committer (`commit/committer.rs`) goes on
+    /// committing what finishes meanwhile; the caller commits the rest afterwards.
+    pub fn drain(&self, states: &[Arc<PartitionState>]) {
+        self.drain_until(states, Instant::now() + self.drain_timeout);
     }
 
     /// Lets the records already dispatched to `states` keep finishing, without stopping them,
@@ -197,19 +205,12 @@ impl Shared {
     /// lowest unfinished offset. Gives up at `deadline`, or when nothing finished for
     /// [`FINISH_STALL`] (a failing app backing off, a blocked key): shutdown then proceeds as a
     /// revoke does, and what is left is redelivered, never lost. Commits as it goes.
-    pub fn finish_dispatched(
-        &self,
-        states: &[Arc<PartitionState>],
-        deadline: Instant,
-        consumer: &BaseConsumer<ConsumerCtx>,
-    ) {
+    pub fn finish_dispatched(&self, states: &[Arc<PartitionState>], deadline: Instant) {
         let pending = || states.iter().map(|s| s.pending().0).sum::<usize>();
-        let mut commits = DrainCommits::new(self.commit_interval);
         let mut last = pending();
         let mut last_progress = Instant::now();
         while last > 0 && !self.abort.is_cancelled() && Instant::now() < deadline {
             std::thread::sleep(DRAIN_CHECK);
-            commits.tick(self, consumer);
             let now = pending();
             if now < last {
                 last_progress = Instant::now();
@@ -222,12 +223,7 @@ impl Shared {
     }
 
     /// [`Shared::drain`] with an explicit deadline.
-    pub fn drain_until(
-        &self,
-        states: &[Arc<PartitionState>],
-        deadline: Instant,
-        consumer: &BaseConsumer<ConsumerCtx>,
-    ) {
+    pub fn drain_until(&self, states: &[Arc<PartitionState>], deadline: Instant) {
         if states.is_empty() {
             return;
         }
@@ -241,10 +237,8 @@ impl Shared {
         let in_flight = |states: &[Arc<PartitionState>]| -> usize {
             states.iter().map(|s| s.pending().0).sum()
         };
-        let mut commits = DrainCommits::new(self.commit_interval);
         while !self.abort.is_cancelled() && in_flight(states) > 0 && Instant::now() < deadline {
             std::thread::sleep(DRAIN_CHECK);
-            commits.tick(self, consumer);
         }
         let left = in_flight(states);
         if left > 0 {
@@ -265,45 +259,5 @@ impl Shared {
             abandoned = left,
             "Drained"
         );
-    }
-}
-
-/// The periodic commit while the poll thread waits in a drain: a revoke blocks the loop (and its
-/// periodic commit) for up to `drainTimeout`, and records of every partition, the kept ones
-/// included, go on finishing meanwhile. Committing them as they finish means a SIGKILL during a
-/// long drain redelivers only what was still unfinished. Asynchronous (librdkafka allows it in
-/// the rebalance callback); the answer is served once the loop polls again, and a refusal only
-/// leaves the offsets for the next commit.
-struct DrainCommits {
-    every: Duration,
-    next: Instant,
-}
-
-impl DrainCommits {
-    fn new(every: Duration) -> Self {
-        Self {
-            every,
-            next: Instant::now() + every,
-        }
-    }
-
-    fn tick(&mut self, shared: &Shared, consumer: &BaseConsumer<ConsumerCtx>) {
-        if Instant::now() >= self.next {
-            commit::commit_async(
-                consumer,
-                &shared.tracker,
-                &shared.stats,
-                crate::offsets::Since::Acknowledged,
-            );
-            self.next = Instant::now() + self.every;
-        }
-    }
-}
-
-impl commit::CommitError {
-    pub(super) fn source_message(&self) -> String {
-        std::error::Error::source(self)
-            .map(ToString::to_string)
-            .unwrap_or_default()
     }
 }

@@ -23,3 +23,4 @@ mod stuck;
 mod support;
 mod tls;
 mod unready;
+mod window;

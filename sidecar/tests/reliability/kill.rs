@@ -4,7 +4,8 @@
 //! restart nothing below the offset committed at the kill is delivered again (so duplicates are
 //! only records in flight or finished-but-uncommitted at the kill); per-key (key mode) or
 //! per-partition (partition mode) order of first deliveries; at most `maxInFlight` records
-//! open at a kill (no response written) accepted again. With `KCP_RELIABILITY_STRICT_REPLAYS=1`, no finished record answered
+//! open at a kill (no response written) accepted again; with `maxUncommitted` = `maxInFlight`,
+//! at most that many records the app had accepted delivered again per kill. With `KCP_RELIABILITY_STRICT_REPLAYS=1`, no finished record answered
 //! before the sidecar's last possible commit is delivered again (see [`unsaved_window`]).
 //! Reports duplicates per episode, split into finished replays and in-flight duplicates.
 
@@ -53,7 +54,21 @@ async fn kill_episodes(ordering: &str, order: Order) {
     let producer = broker.producer(&ledger);
     let episodes = pick(2, 20);
     let per_episode = pick(200, 400);
-    let cfg = config(&broker.bootstrap, &topic, &group, &sink.url(), ordering);
+    let mut cfg = config(&broker.bootstrap, &topic, &group, &sink.url(), ordering);
+    // "Only what was in flight repeats": the window of uncommitted records is `maxInFlight`
+    // (`commit/window.rs`). `KCP_KILL_MAX_UNCOMMITTED` sets another, to see the bound fail.
+    let max_uncommitted = std::env::var("KCP_KILL_MAX_UNCOMMITTED")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            cfg["delivery"]["maxInFlight"]
+                .as_u64()
+                .expect("maxInFlight")
+        });
+    cfg["delivery"]["maxUncommitted"] = max_uncommitted.into();
+    let bound = cfg["delivery"]["maxInFlight"]
+        .as_u64()
+        .expect("maxInFlight") as usize;
     let mut seqs = Vec::new();
     let mut sidecar = Sidecar::start(&cfg, Some("kill-pod-0"));
     let mut kills = Vec::new();
@@ -201,6 +216,15 @@ async fn kill_episodes(ordering: &str, order: Order) {
         assert!(
             *n <= max_in_flight,
             "episode {e}: {n} records accepted again that were open at the kill, more than maxInFlight {max_in_flight}"
+        );
+    }
+    // The promise of `delivery.maxUncommitted`: a crash delivers at most that many records
+    // again, here `maxInFlight`: only what was in flight (sent, or answered and not yet
+    // committed) repeats.
+    for (e, n) in dup_per_episode.iter().enumerate() {
+        assert!(
+            *n <= bound,
+            "episode {e}: {n} records the app had accepted were delivered again after the kill, more than maxUncommitted {bound} (per episode: {dup_per_episode:?})"
         );
     }
     if strict_replays() {

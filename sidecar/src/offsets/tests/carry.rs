@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::super::{Dispatched, NextOffset, OffsetTracker, Since, ToCommit};
+use super::super::{Dispatched, NextOffset, OffsetTracker, ToCommit};
 use crate::progress::{DEFAULT_MAX_LEN, DeadLetterKind, DeadLetterNote, Failure, Progress};
 
 /// The commit of `key` as Kafka would hand it to the next owner: offset and metadata string,
@@ -14,9 +14,7 @@ fn handover(c: &ToCommit<&'static str>, max_len: usize) -> Option<Progress> {
 }
 
 fn commit_of(t: &OffsetTracker<&'static str>, clean: bool) -> ToCommit<&'static str> {
-    t.to_commit(None, Since::Acknowledged, clean)
-        .pop()
-        .expect("a commit is due")
+    t.to_commit(None, clean).pop().expect("a commit is due")
 }
 
 #[test]
@@ -51,8 +49,8 @@ fn a_change_above_an_unmoved_offset_is_committed() {
     t.dispatched(&"p0", 0);
     t.dispatched(&"p0", 1);
     let first = commit_of(&t, false);
-    t.committed(&"p0", first.next, Some(&first.progress));
-    assert!(t.to_commit(None, Since::Acknowledged, false).is_empty());
+    t.committed(&"p0", first.next, &first.progress);
+    assert!(t.to_commit(None, false).is_empty());
     // Record 1 finishes while 0 does not: the offset stays, what it carries changes.
     t.finished(&"p0", e, 1);
     let second = commit_of(&t, false);
@@ -168,41 +166,27 @@ fn an_unchanged_unfinished_partition_is_not_committed_again() {
     let e = t.assign("p0");
     t.dispatched(&"p0", 0);
     t.attempted(&"p0", e, 0, 1, 5, Some(Failure::Timeout));
-    let c = t.to_commit(None, Since::Requested, false);
+    let c = t.to_commit(None, false);
     assert_eq!(c.len(), 1);
-    t.requested(&c[0]);
-    assert!(t.to_commit(None, Since::Requested, false).is_empty());
+    t.committed(&"p0", c[0].next, &c[0].progress);
+    assert!(t.to_commit(None, false).is_empty());
 }
 
 #[test]
-fn a_late_answer_to_an_earlier_request_does_not_undo_a_clean_commit() {
+fn a_late_answer_to_an_earlier_commit_does_not_undo_a_clean_commit() {
     let mut t = OffsetTracker::new();
     let e = t.assign("p0");
     t.dispatched(&"p0", 0);
+    let periodic = t.to_commit(None, false).remove(0);
     t.finished(&"p0", e, 0);
-    let periodic = t.to_commit(None, Since::Requested, false).remove(0);
-    t.requested(&periodic);
     let clean = commit_of(&t, true);
-    t.committed(&"p0", clean.next, Some(&clean.progress));
-    // The periodic request's answer arrives after the shutdown's clean commit.
-    t.committed(&"p0", periodic.next, None);
+    t.committed(&"p0", clean.next, &clean.progress);
+    // An answer to the earlier commit arrives after the shutdown's clean commit.
+    t.committed(&"p0", periodic.next, &periodic.progress);
     assert!(
-        t.to_commit(None, Since::Acknowledged, true).is_empty(),
+        t.to_commit(None, true).is_empty(),
         "nothing left to commit at the handover"
     );
-}
-
-#[test]
-fn a_refused_periodic_commit_is_sent_again_though_nothing_moved() {
-    let mut t = OffsetTracker::new();
-    let e = t.assign("p0");
-    t.dispatched(&"p0", 0);
-    t.finished(&"p0", e, 0);
-    let c = t.to_commit(None, Since::Requested, false).remove(0);
-    t.requested(&c);
-    assert!(t.to_commit(None, Since::Requested, false).is_empty());
-    t.request_failed(&"p0");
-    assert_eq!(t.to_commit(None, Since::Requested, false), vec![c]);
 }
 
 fn note(offset: i64) -> DeadLetterNote {

@@ -14,7 +14,7 @@ fn nothing_dispatched_means_nothing_to_commit() {
     let mut t = OffsetTracker::new();
     t.assign("p0");
     assert_eq!(t.committable(&"p0"), None);
-    assert!(t.to_commit(None, Since::Acknowledged, false).is_empty());
+    assert!(t.to_commit(None, false).is_empty());
 }
 
 #[test]
@@ -62,30 +62,20 @@ fn to_commit_skips_what_was_already_committed() {
     t.assign("p1");
     t.dispatched(&"p0", 1);
     t.finished(&"p0", e, 1);
-    let due = t.to_commit(None, Since::Acknowledged, false);
+    let due = t.to_commit(None, false);
     assert_eq!(
         due.iter().map(|c| (c.key, c.next)).collect::<Vec<_>>(),
         vec![("p0", NextOffset::after(1))]
     );
-    t.requested(&due[0]);
-    assert!(
-        t.to_commit(None, Since::Requested, false).is_empty(),
-        "already sent"
-    );
     assert_eq!(
-        t.to_commit(None, Since::Acknowledged, false),
+        t.to_commit(None, false),
         due,
-        "sent is not acknowledged: a synchronous commit sends it again"
+        "not acknowledged: the next commit sends it again"
     );
-    // The asynchronous answer names only the offset; the request's progress goes with it.
-    t.committed(&"p0", NextOffset::after(1), None);
-    assert!(t.to_commit(None, Since::Acknowledged, false).is_empty());
-    assert!(t.to_commit(None, Since::Requested, false).is_empty());
+    t.committed(&"p0", due[0].next, &due[0].progress);
+    assert!(t.to_commit(None, false).is_empty());
     assert_eq!(t.last_committed(&"p0"), Some(NextOffset::after(1)));
-    assert!(
-        t.to_commit(Some(&["p1"]), Since::Acknowledged, false)
-            .is_empty()
-    );
+    assert!(t.to_commit(Some(&["p1"]), false).is_empty());
 }
 
 #[test]

@@ -235,7 +235,12 @@ async fn a_registry_outage_dead_letters_nothing() {
         "{:?}",
         during.last_error
     );
-    assert_eq!(kafka.committed(&group, &topic, 1).await, vec![None]);
+    // Nothing passed: no commit, or one at 0 carrying what is known above it.
+    let committed = kafka.committed(&group, &topic, 1).await;
+    assert!(
+        committed == vec![None] || committed == vec![Some(0)],
+        "{committed:?}"
+    );
     assert!(app.received().is_empty());
 
     registry.set_available(true);
