@@ -157,7 +157,7 @@ impl Limiter {
     }
 
     fn release(&self, feedback: Option<(Duration, Signal)>) {
-        {
+        let room = {
             let mut s = self.lock();
             s.in_flight = s.in_flight.saturating_sub(1);
             if let (Some((rtt, signal)), Bound::Adaptive(a)) = (feedback, &mut s.bound) {
@@ -172,8 +172,16 @@ impl Limiter {
                     .concurrency_limit
                     .store(u64::from(s.bound.limit()), Relaxed);
             }
+            s.bound.limit().saturating_sub(s.in_flight)
+        };
+        // One waiter per free place, not every waiter: in `unordered` order every buffered
+        // record waits here, and waking them all on each answer is a herd of wake-ups for one
+        // place. A release frees one place, two when the adaptive limit grew by one with it. A
+        // waiter woken for a place someone else took waits again; that one's release wakes the
+        // next.
+        for _ in 0..room.min(2) {
+            self.room.notify_one();
         }
-        self.room.notify_waiters();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -233,6 +241,36 @@ mod tests {
         waiter.await.expect("took the freed room");
         assert_eq!(l.in_flight(), 1);
         assert_eq!(l.limit(), 2, "a fixed limit never moves");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_waiter_gets_a_place_though_each_release_wakes_only_one() {
+        let l = Arc::new(Limiter::fixed(3));
+        let mut tasks = Vec::new();
+        for i in 0..200u32 {
+            let l = Arc::clone(&l);
+            tasks.push(tokio::spawn(async move {
+                if i % 3 == 0 {
+                    // Some waiters give up: a wake-up meant for one of them goes on to another.
+                    if let Ok(p) =
+                        tokio::time::timeout(Duration::from_micros(50), l.acquire()).await
+                    {
+                        p.finish(Signal::Normal);
+                    }
+                    return;
+                }
+                let p = l.acquire().await;
+                tokio::task::yield_now().await;
+                p.finish(Signal::Normal);
+            }));
+        }
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("no waiter is left waiting")
+                .expect("task");
+        }
+        assert_eq!(l.in_flight(), 0);
     }
 
     #[tokio::test]
