@@ -569,7 +569,8 @@ pub struct DeliverySpec {
     /// The most records sent to the app whose end is not yet committed (default: 1000, or twice
     /// `maxInFlight` when that is more). A crash of the sidecar (`kill -9`, an OOM kill, a lost
     /// node) delivers at most this many records again; records the acknowledged commits name
-    /// finished are never delivered again. A record counts from the start of an attempt until
+    /// finished are never delivered again (unless the broker keeps no commit metadata, or the
+    /// metadata overflowed: see ARCHITECTURE.md, "Guarantee"). A record counts from the start of an attempt until
     /// a commit carrying its end is acknowledged (not while it waits for a retry). When the
     /// bound is reached, no new request starts until a commit frees room: set it to
     /// `maxInFlight` for "only what was in flight repeats", at the cost of a commit per half
