@@ -9,7 +9,7 @@ pub mod breaker;
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::{Instant, SystemTime},
 };
 
 use tokio::sync::Notify;
@@ -21,6 +21,7 @@ pub use breaker::{Admit, Breaker, Class, RecordId, Settings, State, Verdict};
 use kcp_crds::progress::OutageNote;
 
 use crate::{
+    deadletter::headers::epoch_millis,
     forward::Outcome,
     record::Record,
     stats::{EndpointOutage, Stats},
@@ -62,9 +63,7 @@ impl Outage {
             breaker: Mutex::new(Breaker::new(settings)),
             changed: Notify::new(),
             epoch: Instant::now(),
-            epoch_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            epoch_ms: u64::try_from(epoch_millis(SystemTime::now())).unwrap_or(0),
             stats,
             enabled,
         }
