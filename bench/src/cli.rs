@@ -22,18 +22,19 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub scenarios: Vec<Scenario>,
-    /// Repeats of the throughput and latency figures (median and min–max over them).
+    /// Repeats of the throughput, batch and latency figures (median and min–max over them).
     /// Default: 1 with --quick, 2 otherwise (to keep a full run near 10 minutes).
     #[arg(long, env = "KCP_BENCH_REPEAT", value_parser = clap::value_parser!(u32).range(1..=20))]
     pub repeat: Option<u32>,
     /// Repeats of the parallel-consumer table (its partition mode takes ~25 s a run). Default: 1.
     #[arg(long, env = "KCP_BENCH_PARALLEL_REPEAT", value_parser = clap::value_parser!(u32).range(1..=20))]
     pub parallel_repeat: Option<u32>,
-    /// Records per throughput run. Default: 2,000 with --quick, 20,000 otherwise.
+    /// Records per throughput and batch run. Default: 2,000 with --quick, 20,000 otherwise.
     #[arg(long, env = "KCP_BENCH_RECORDS")]
     pub records: Option<u64>,
-    /// Seconds after which one throughput run stops even if records remain (its rate is then
-    /// over what was delivered). Default: 3 with --quick, 4 otherwise.
+    /// Seconds after which one throughput or batch run stops even if records remain (its rate
+    /// is then over what was delivered). Default: 3 with --quick, 4 otherwise (batch: 15, its
+    /// unbatched rows pay 2 ms per request).
     #[arg(long, env = "KCP_BENCH_RUN_CAP_SECS")]
     pub run_cap_secs: Option<u64>,
     /// Seconds after which the backlog drain stops even if records remain.
@@ -126,6 +127,9 @@ pub enum Command {
 pub enum Scenario {
     /// Records/s by maxInFlight × ordering × partitions, against the HTTP and Kafka limits.
     Throughput,
+    /// Records/s with batch delivery (unbatched, maxRecords 1, 10, 100) against a sink with a
+    /// fixed cost per request, beside the unbatched limit.
+    Batch,
     /// Added latency p50/p99 at a fixed rate.
     Latency,
     /// The sidecar's resident memory (idle, draining a backlog) and CPU per 10,000 records.

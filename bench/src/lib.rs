@@ -100,6 +100,12 @@ pub fn plan(cli: &Cli) -> Plan {
         outage_before_secs: if q { 2.0 } else { 5.0 },
         outage_secs: cli.outage_secs.unwrap_or(if q { 5.0 } else { 30.0 }),
         outage_after_secs: if q { 4.0 } else { 8.0 },
+        batch_records: cli.records.unwrap_or(if q { 2_000 } else { 20_000 }),
+        batch_partitions: 8,
+        batch_max_in_flight: 16,
+        batch_max_records: vec![1, 10, 100],
+        batch_sink_cost_us: 2_000,
+        batch_cap_secs: cli.run_cap_secs.unwrap_or(if q { 3 } else { 15 }),
     }
 }
 
@@ -147,6 +153,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             ),
             plan: plan.clone(),
             throughput: None,
+            batch: None,
             latency: None,
             resources: None,
             parallel: None,
@@ -159,6 +166,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             match scenarios::throughput::run(&ctx).await {
                 Ok(t) => report.throughput = Some(t),
                 Err(e) => report.not_measured.push(format!("throughput: {e:#}")),
+            }
+        }
+        if wants(cli, Scenario::Batch) {
+            match scenarios::batch::run(&ctx).await {
+                Ok(b) => report.batch = Some(b),
+                Err(e) => report.not_measured.push(format!("batch: {e:#}")),
             }
         }
         if wants(cli, Scenario::Latency) {

@@ -3,6 +3,7 @@
 //! Pure: figures in, text out. Targets are printed beside figures with a verdict; nothing is
 //! asserted.
 
+mod batch;
 mod flow;
 mod operator;
 mod parallel;
@@ -15,11 +16,13 @@ use serde::Serialize;
 use crate::{
     machine::Machine,
     scenarios::{
-        Plan, Verdict, capacity::Capacity, latency::Latency, operator::OperatorResult,
-        outage::Outage, parallel::Parallel, resources::Resources, throughput::Throughput,
+        Plan, Verdict, batch::Batch, capacity::Capacity, latency::Latency,
+        operator::OperatorResult, outage::Outage, parallel::Parallel, resources::Resources,
+        throughput::Throughput,
     },
     stats::Summary,
 };
+use batch::batch_md;
 use flow::{capacity_md, outage_md};
 use operator::operator_md;
 use parallel::parallel_md;
@@ -36,6 +39,7 @@ pub struct Report {
     pub sidecar_runner: String,
     pub plan: Plan,
     pub throughput: Option<Throughput>,
+    pub batch: Option<Batch>,
     pub latency: Option<Latency>,
     pub resources: Option<Resources>,
     pub parallel: Option<Parallel>,
@@ -90,6 +94,7 @@ impl Report {
                 .throughput
                 .as_ref()
                 .is_some_and(|t| !t.errors.is_empty())
+            || self.batch.as_ref().is_some_and(|b| !b.errors.is_empty())
             || self.latency.as_ref().is_some_and(|l| !l.errors.is_empty())
             || self.parallel.as_ref().is_some_and(|p| !p.errors.is_empty())
             || self.capacity.as_ref().is_some_and(|c| !c.errors.is_empty())
@@ -127,6 +132,9 @@ impl Report {
         }
         if let Some(t) = &self.throughput {
             throughput_md(&mut o, t, self.plan.value_size);
+        }
+        if let Some(b) = &self.batch {
+            batch_md(&mut o, b);
         }
         if let Some(l) = &self.latency {
             latency_md(&mut o, l);

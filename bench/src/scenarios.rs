@@ -1,6 +1,7 @@
 //! The scenarios and what they share: the plan (counts and repeats), the run context (broker,
 //! sink, scratch directory) and one helper that runs the sidecar child over a preloaded topic.
 
+pub mod batch;
 pub mod capacity;
 pub mod flow;
 pub mod latency;
@@ -13,7 +14,7 @@ pub mod throughput;
 use std::{cell::Cell, path::PathBuf, time::Duration};
 
 use anyhow::bail;
-use kcp_crds::v1alpha1::Ordering;
+use kcp_crds::{config::BatchConfig, v1alpha1::Ordering};
 use serde::Serialize;
 
 use crate::{
@@ -64,6 +65,15 @@ pub struct Plan {
     pub outage_before_secs: f64,
     pub outage_secs: f64,
     pub outage_after_secs: f64,
+    /// Batch scenario: records per run (as throughput), partitions, maxInFlight, the
+    /// `maxRecords` values swept (beside an unbatched run), the sink's fixed cost per request
+    /// (µs) and the time cap of one run (s).
+    pub batch_records: u64,
+    pub batch_partitions: i32,
+    pub batch_max_in_flight: u32,
+    pub batch_max_records: Vec<u32>,
+    pub batch_sink_cost_us: u64,
+    pub batch_cap_secs: u64,
 }
 
 /// What every scenario uses.
@@ -135,23 +145,41 @@ impl<'a> Ctx<'a> {
         client_config: Vec<(String, String)>,
         flow: Flow,
     ) -> anyhow::Result<SidecarProc> {
-        let group = self.unique("group");
-        let setup = Setup {
+        let mut setup = self.setup(topic, ordering, max_in_flight, None);
+        setup.client_config.extend(client_config);
+        setup.flow = flow;
+        self.spawn_sidecar(&setup, partitions).await
+    }
+
+    /// The sidecar's settings for a run on `topic`: a fresh group, the plan's librdkafka
+    /// properties, the default [`Flow`] and `batch` as `delivery.batch`.
+    pub fn setup(
+        &self,
+        topic: &str,
+        ordering: Ordering,
+        max_in_flight: u32,
+        batch: Option<BatchConfig>,
+    ) -> Setup {
+        Setup {
             topic: topic.into(),
-            group: group.clone(),
+            group: self.unique("group"),
             ordering,
             max_in_flight,
-            client_config: self
-                .plan
-                .kafka_settings
-                .iter()
-                .cloned()
-                .chain(client_config)
-                .collect(),
-            flow,
-        };
-        let config = sidecar::config(&self.bootstrap, &self.sink.url(), &setup)?;
-        let mut child = SidecarProc::spawn(&self.child_exe, &config, &self.workdir, &group).await?;
+            client_config: self.plan.kafka_settings.clone(),
+            flow: Flow::default(),
+            batch,
+        }
+    }
+
+    /// Starts a sidecar child with `setup` and waits until it holds all `partitions`.
+    pub async fn spawn_sidecar(
+        &self,
+        setup: &Setup,
+        partitions: i32,
+    ) -> anyhow::Result<SidecarProc> {
+        let group = &setup.group;
+        let config = sidecar::config(&self.bootstrap, &self.sink.url(), setup)?;
+        let mut child = SidecarProc::spawn(&self.child_exe, &config, &self.workdir, group).await?;
         let joined = child
             .wait_joined(partitions as usize, Duration::from_secs(60))
             .await?;
@@ -176,17 +204,22 @@ impl<'a> Ctx<'a> {
         delay: Delay,
         cap: Duration,
     ) -> anyhow::Result<Drain> {
+        let setup = self.setup(topic, ordering, max_in_flight, None);
+        self.drain_setup(&setup, partitions, records, delay, cap)
+            .await
+    }
+
+    /// [`Self::drain_with_sidecar`] with the sidecar's settings given whole.
+    pub async fn drain_setup(
+        &self,
+        setup: &Setup,
+        partitions: i32,
+        records: u64,
+        delay: Delay,
+        cap: Duration,
+    ) -> anyhow::Result<Drain> {
         self.sink.reset(delay, false);
-        let child = self
-            .start_sidecar(
-                topic,
-                partitions,
-                ordering,
-                max_in_flight,
-                Vec::new(),
-                Flow::default(),
-            )
-            .await?;
+        let child = self.spawn_sidecar(setup, partitions).await?;
         let mut counts = self.sink.wait_done(records, cap).await;
         if counts.done < records {
             // Capped: the rate is over the whole capped window, not up to the last answer.

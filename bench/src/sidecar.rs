@@ -20,7 +20,7 @@ use std::{
 use anyhow::{Context, bail};
 use kcp_crds::{
     SidecarConfig,
-    config::{Concurrency, OutageConfig},
+    config::{BatchConfig, Concurrency, OutageConfig},
     v1alpha1::{OnExhausted, Ordering, RetrySpec},
 };
 use kcp_sidecar::{serve, telemetry};
@@ -46,6 +46,8 @@ pub struct Setup {
     /// Extra librdkafka properties (`kafka.clientConfig`).
     pub client_config: Vec<(String, String)>,
     pub flow: Flow,
+    /// `delivery.batch` (docs/batch.md); `None`: left out of the config, one record per request.
+    pub batch: Option<BatchConfig>,
 }
 
 /// The delivery settings the flow scenarios (capacity, outage) choose. `Flow::default()` is
@@ -109,6 +111,9 @@ pub fn config(bootstrap: &str, sink_url: &str, s: &Setup) -> anyhow::Result<Side
     if s.flow.resource_retry {
         v["delivery"]["retry"] = serde_json::to_value(RetrySpec::default())?;
         v["delivery"]["onExhausted"] = serde_json::to_value(OnExhausted::default())?;
+    }
+    if let Some(batch) = &s.batch {
+        v["delivery"]["batch"] = serde_json::to_value(batch)?;
     }
     SidecarConfig::parse(&v.to_string()).map_err(|e| anyhow::anyhow!("bench sidecar config: {e}"))
 }
@@ -316,6 +321,7 @@ mod tests {
             max_in_flight: 64,
             client_config: Vec::new(),
             flow,
+            batch: None,
         }
     }
 
@@ -351,5 +357,23 @@ mod tests {
         );
         assert_eq!(c.delivery.on_exhausted, OnExhausted::DeadLetter);
         assert_eq!(c.delivery.dead_letter_topic_for("t"), "t-dlq");
+    }
+
+    #[test]
+    fn a_batch_goes_into_the_config_only_when_set() {
+        let batch = BatchConfig {
+            max_records: 100,
+            max_bytes: 1 << 20,
+            max_wait: kcp_crds::Duration::from_millis(0),
+        };
+        let with = Setup {
+            batch: Some(batch.clone()),
+            ..setup(Flow::default())
+        };
+        let c = config("127.0.0.1:9092", "http://127.0.0.1:1/records", &with).expect("valid");
+        assert_eq!(c.delivery.batch, Some(batch));
+        assert_eq!(parsed(Flow::default()).delivery.batch, None);
+        let json = parsed(Flow::default()).to_json_pretty();
+        assert!(!json.contains("\"batch\""), "{json}");
     }
 }

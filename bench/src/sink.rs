@@ -10,8 +10,14 @@
 //!
 //! The flow scenarios put an app model behind it instead ([`app`]: a worker pool whose capacity
 //! changes while it runs, or an app that goes down), which answers 503 when shed or down.
+//!
+//! It counts records, not requests: a batch (`kcp-batch: <n>`, see [`batch`]) counts its `n`
+//! records, any other request one. Its delay is per request, whatever the request carries: a
+//! batch sleeps once (the batch scenario's fixed cost per request), and a schedule indexes a
+//! batch, which has no `kcp-offset`, by arrival order.
 
 pub mod app;
+pub mod batch;
 pub mod pool;
 
 use std::{
@@ -55,8 +61,10 @@ pub fn random_schedule(n: usize, max_us: u32, seed: u64) -> Vec<u32> {
 /// What the sink saw since the last [`Sink::reset`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Counts {
-    /// Requests answered.
+    /// Records answered: a batch request counts its records, any other request one.
     pub done: u64,
+    /// Requests answered.
+    pub requests: u64,
     /// Arrival of the first request, ns on [`crate::clock`].
     pub first_arrival_ns: u64,
     /// Completion of the last answered request, ns on [`crate::clock`].
@@ -69,10 +77,15 @@ impl Counts {
         self.last_done_ns.saturating_sub(self.first_arrival_ns) as f64 / 1e9
     }
 
-    /// Requests per second over [`Self::window_secs`].
+    /// Records per second over [`Self::window_secs`].
     pub fn rate(&self) -> f64 {
         let w = self.window_secs();
         if w > 0.0 { self.done as f64 / w } else { 0.0 }
+    }
+
+    /// Records per request answered; `None` before the first answer.
+    pub fn records_per_request(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.done as f64 / self.requests as f64)
     }
 }
 
@@ -84,6 +97,7 @@ struct State {
     record_latency: AtomicBool,
     arrived: AtomicU64,
     done: AtomicU64,
+    requests: AtomicU64,
     first_arrival_ns: AtomicU64,
     last_done_ns: AtomicU64,
     connections: AtomicU64,
@@ -149,6 +163,7 @@ impl Sink {
             .clear();
         s.arrived.store(0, Relaxed);
         s.done.store(0, Relaxed);
+        s.requests.store(0, Relaxed);
         s.first_arrival_ns.store(u64::MAX, Relaxed);
         s.last_done_ns.store(0, Relaxed);
     }
@@ -157,6 +172,7 @@ impl Sink {
         let s = &self.state;
         Counts {
             done: s.done.load(Relaxed),
+            requests: s.requests.load(Relaxed),
             first_arrival_ns: s.first_arrival_ns.load(Relaxed),
             last_done_ns: s.last_done_ns.load(Relaxed),
         }
@@ -180,7 +196,7 @@ impl Sink {
         v
     }
 
-    /// Waits until `n` requests were answered, or `timeout`; returns the counts either way.
+    /// Waits until `n` records were answered, or `timeout`; returns the counts either way.
     pub async fn wait_done(&self, n: u64, timeout: Duration) -> Counts {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -192,7 +208,7 @@ impl Sink {
         }
     }
 
-    /// Waits until no request was answered for `quiet`, or `timeout`.
+    /// Waits until no record was answered for `quiet`, or `timeout`.
     pub async fn wait_quiet(&self, quiet: Duration, timeout: Duration) -> Counts {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = self.counts().done;
@@ -222,16 +238,19 @@ async fn handle(
         .get("kcp-offset")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
+    let batch_header = req.headers().get(batch::BATCH_HEADER).cloned();
     let body = req
         .into_body()
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    let records = batch::records_in(batch_header.as_ref().map(|v| v.as_bytes()), &body);
     let arrived_ns = now_ns();
     let index = st.arrived.fetch_add(1, Relaxed) as usize;
     st.first_arrival_ns.fetch_min(arrived_ns, Relaxed);
     if st.record_latency.load(Relaxed)
+        && batch_header.is_none()
         && let Some(sent) = sent_ns(&body)
     {
         st.latencies_ns
@@ -247,7 +266,8 @@ async fn handle(
     if let Some(app) = app {
         let status = app.serve(arrived_ns).await;
         st.last_done_ns.fetch_max(now_ns(), Relaxed);
-        st.done.fetch_add(1, Relaxed);
+        st.requests.fetch_add(1, Relaxed);
+        st.done.fetch_add(records, Relaxed);
         let mut response = Response::new(Empty::new());
         *response.status_mut() =
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -268,6 +288,7 @@ async fn handle(
         let _ = tokio::task::spawn_blocking(move || std::thread::sleep(d)).await;
     }
     st.last_done_ns.fetch_max(now_ns(), Relaxed);
-    st.done.fetch_add(1, Relaxed);
+    st.requests.fetch_add(1, Relaxed);
+    st.done.fetch_add(records, Relaxed);
     Ok(Response::new(Empty::new()))
 }

@@ -23,8 +23,10 @@ use crate::{
 
 pub use crate::v1alpha1::BodyAck;
 
+mod batch;
 mod flow;
 mod formats;
+pub use batch::{BatchConfig, render_batch};
 pub use flow::{Concurrency, OutageConfig, render_outage};
 pub use formats::{
     CloudEventsConfig, Decode, Format, REGISTRY_TLS_MOUNT_DIR, SCHEMA_REGISTRY_PASSWORD_ENV,
@@ -210,6 +212,9 @@ pub struct DeliveryConfig {
     /// The endpoint outage detector; `null`: off. A config without it gets the defaults (on).
     #[serde(default = "flow::default_outage")]
     pub outage: Option<OutageConfig>,
+    /// Several records per request; `None`: one record per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchConfig>,
 }
 
 fn default_max_crashes() -> u32 {
@@ -571,6 +576,7 @@ impl SidecarConfig {
         }
         p.extend(formats::problems(self));
         p.extend(flow::problems(self));
+        p.extend(batch::problems(self));
         p
     }
 
@@ -703,6 +709,7 @@ impl SidecarConfig {
                     .map(|n| n.max(1)),
                 concurrency: d.concurrency,
                 outage: render_outage(&d.outage),
+                batch: render_batch(d.batch.as_ref()),
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([0, 0, 0, 0], admin_port)),

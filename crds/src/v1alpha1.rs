@@ -19,9 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::Duration;
 
+mod batch;
 mod flow;
 mod formats;
 mod schema;
+pub use batch::{BatchSpec, DEFAULT_BATCH_RECORDS};
 pub use flow::{Concurrency, OutageSpec};
 pub use formats::{
     CloudEventsSpec, DEFAULT_CLOUDEVENTS_TYPE, Decode, Format, RegistryBasicAuth, RegistryTls,
@@ -101,6 +103,11 @@ use schema::{
     "!has(self.delivery) || !has(self.delivery.drainTimeout) || duration(self.delivery.drainTimeout) + duration('10s') < ((has(self.kafka.clientConfig) && 'max.poll.interval.ms' in self.kafka.clientConfig && self.kafka.clientConfig['max.poll.interval.ms'].matches('^[0-9]{1,9}$')) ? duration(self.kafka.clientConfig['max.poll.interval.ms'] + 'ms') : duration('300s'))"
 ).message(
     "delivery.drainTimeout must be at least 10s shorter than kafka.clientConfig max.poll.interval.ms (300000, 5 minutes, unless set): a revocation drains for up to drainTimeout without polling, and a consumer that does not poll for max.poll.interval.ms is removed from the group"
+))]
+#[x_kube(validation = Rule::new(
+    "!has(self.delivery) || !has(self.delivery.batch) || ((!has(self.endpoint.format) || self.endpoint.format == 'raw') && !has(self.endpoint.bodyAck))"
+).message(
+    "delivery.batch sends records as one JSON array with its own reply format (docs/batch.md): it needs endpoint.format raw and no endpoint.bodyAck"
 ))]
 #[x_kube(validation = Rule::new("!has(self.endpoint.decode) || has(self.kafka.schemaRegistry)").message(
     "endpoint.decode needs kafka.schemaRegistry: the records' schemas are fetched from it"
@@ -537,6 +544,11 @@ pub enum HttpMethod {
 ).message(
     "delivery.onExhausted: block sends a failing record again forever, which guarantee: atMostOnce forbids; use skip or deadLetter"
 ))]
+#[x_kube(validation = Rule::new(
+    "!has(self.batch) || !has(self.maxUncommitted) || (has(self.batch.maxRecords) ? self.batch.maxRecords : 100) <= self.maxUncommitted"
+).message(
+    "delivery.batch.maxRecords must not be more than delivery.maxUncommitted: a batch is sent whole, so it must fit in the records that may be uncommitted"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct DeliverySpec {
     /// `partition` (default): one request in flight per partition, in offset order.
@@ -624,6 +636,14 @@ pub struct DeliverySpec {
     /// answers. A record that fails while other records succeed is still the record's fault.
     #[serde(default)]
     pub outage: OutageSpec,
+
+    /// Send several records of a lane in one request, with a result per record in the reply
+    /// (docs/batch.md). Each record is then delivered, retried, skipped or dead-lettered on its
+    /// own, with its own attempts; in `partition` and `key` order the first record to be
+    /// retried and every record after it in the batch are sent again, so order holds. Unset
+    /// (default): one record per request. Needs `endpoint.format: raw` and no `bodyAck`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSpec>,
 }
 
 /// Delivery order.
@@ -978,6 +998,7 @@ impl Default for DeliverySpec {
             max_crashes: default_max_crashes(),
             concurrency: Concurrency::default(),
             outage: OutageSpec::default(),
+            batch: None,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Drives one record to its end: delivered, skipped, dead-lettered, or abandoned.
 //!
-//! The per-record state machine around the pure [`classify`]: attempt, decide, wait, repeat.
+//! The per-record state machine around the pure [`classify`](crate::forward::classify()):
+//! attempt, decide (`Deliverer::settle`, `deliver/settle.rs`), wait, repeat. The
+//! records of a batch (`delivery.batch`) take the same path per entry (`deliver/batch.rs`).
 //! Attempts count toward `maxAttempts` only when the request may have reached the app; an
 //! unreachable endpoint (connection refused) waits with backoff and retries without counting,
 //! so an app restart never sends good records to the dead-letter topic. A record is marked
@@ -23,18 +25,18 @@ use kcp_crds::{
     v1alpha1::{Guarantee, OnExhausted},
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::error;
 
 use crate::{
     commit::{Slot, Window},
-    concurrency::{Limiter, Signal},
+    concurrency::{Limiter, Permit, Signal},
     deadletter::{DeadLetter, FailureLog, LastFailure},
     dispatch::Job,
-    forward::{Decision, Forwarder, Outcome, classify},
+    forward::{Forwarder, Outcome},
     offsets::OffsetTracker,
     outage::{self, Outage, Verdict},
     record::Tp,
-    retry::{Backoff, jitter},
+    retry::Backoff,
     stats::Stats,
 };
 
@@ -58,6 +60,9 @@ pub struct Deliverer {
     pub max_crashes: u32,
     pub on_exhausted: OnExhausted,
     pub guarantee: Guarantee,
+    /// `partition` or `key` order: a batch's entries after one to be retried are sent again
+    /// with it (`deliver/batch.rs`).
+    pub ordered: bool,
     /// Requests in flight across lanes (`concurrency.rs`).
     pub limiter: Limiter,
     /// Records sent and not yet committed (`commit/window.rs`).
@@ -89,6 +94,7 @@ impl Deliverer {
             max_crashes: d.max_crashes,
             on_exhausted: d.on_exhausted,
             guarantee: d.guarantee,
+            ordered: d.ordering != kcp_crds::v1alpha1::Ordering::Unordered,
             limiter: Limiter::from_config(d.concurrency, d.max_in_flight, Arc::clone(&stats)),
             window: Arc::new(Window::new(d.window())),
             // `block` never gives a record up: there is no flood of dead letters to stop, and
@@ -116,6 +122,11 @@ impl Deliverer {
     pub async fn process(&self, job: &Job) {
         let mut slot = None;
         let end = self.drive(job, &mut slot).await;
+        self.end(job, end, slot);
+    }
+
+    /// Records how `job` ended; its window place (if it took one) then waits for the commit.
+    fn end(&self, job: &Job, end: End, slot: Option<Slot<'_>>) {
         self.finish(job, end);
         // After the tracker knows the end: the next commit carries it (`commit/window.rs`).
         if let Some(slot) = slot
@@ -199,163 +210,60 @@ impl Deliverer {
     /// `slot`: the record's place in the window of uncommitted records, taken by each attempt
     /// and kept when the attempt ends the record.
     async fn drive<'a>(&'a self, job: &Job, slot: &mut Option<Slot<'a>>) -> End {
-        let record = &job.record;
-        let p = &job.partition;
-        // Attempts made before a rebalance or a crash count (`offsets/carry.rs`).
-        let mut attempts: u32 = job.prior.attempts;
-        let mut down_waits: u32 = 0;
-        let mut failures: Option<FailureLog> = prior_failures(&job.prior);
-        let mut blocked_logged = false;
-        if self.max_crashes > 0 && job.prior.crashes >= self.max_crashes {
-            let reason = format!(
-                "crash loop: in flight during {} consecutive crashes of the sidecar (delivery.maxCrashes {})",
-                job.prior.crashes, self.max_crashes
-            );
-            error!(coordinates = %record.coordinates(), crashes = job.prior.crashes,
-                "Record was in flight during every recent crash of the sidecar; dead-lettering it instead of crashing again");
-            Stats::incr(&self.stats.crash_looped);
-            let now = SystemTime::now();
-            let failures = failures.or(Some(FailureLog {
-                attempts,
-                last: LastFailure::Error(reason.clone()),
-                first_at: now,
-                last_at: now,
-            }));
-            return self
-                .dead_letter(job, &failures, &reason, DeadLetterKind::CrashLoop)
-                .await;
+        let mut progress = Progress::of(job);
+        if let Some(end) = self.crash_looped(job, &progress).await {
+            return end;
         }
         loop {
             // Not sent, not ended: waiting for another attempt holds no place.
             *slot = None;
-            let Some((outcome, failed_at)) = self.attempt(job, attempts + 1, slot).await else {
+            let Some((outcome, failed_at)) = self.attempt(job, progress.attempts + 1, slot).await
+            else {
                 return End::Abandoned;
             };
-            let decision = classify(&outcome, self.forwarder.policy());
-            if Outage::endpoint_like(&outcome) && self.outage.is_out() {
-                // Every record fails alike: the endpoint's outage, not this record's failure.
-                // Not counted; the next attempt waits for the breaker's probe (`outage.rs`).
-                self.stats.metrics.attempt_failed(&outcome);
-                debug!(coordinates = %record.coordinates(), "Endpoint outage: attempt not counted");
-                continue;
-            }
-            if !matches!(decision, Decision::Delivered | Decision::Skip) {
-                self.stats.metrics.attempt_failed(&outcome);
-            }
-            let reached_app = !matches!(
-                outcome,
-                Outcome::Unreachable(_) | Outcome::Undecodable(_) | Outcome::RegistryUnavailable(_)
-            );
-            if reached_app && self.endpoint_down.swap(false, Relaxed) {
-                info!("Endpoint reachable again");
-            }
-            if decision != Decision::RegistryDown && self.registry_down.swap(false, Relaxed) {
-                info!("Schema registry readable again");
-            }
-            debug!(coordinates = %record.coordinates(), attempt = attempts + 1, ?decision, "Attempt finished");
-            let now = SystemTime::now();
-            let wait = match decision {
-                Decision::Delivered => return End::Delivered,
-                Decision::Skip => {
-                    debug!(coordinates = %record.coordinates(), "Skipped record: the app asked");
-                    return End::Skipped;
-                }
-                Decision::AppDown => {
-                    // Pauses fetching of every partition until the app answers again.
-                    self.stats.gate.app_unreachable();
-                    down_waits += 1;
-                    Stats::incr(&self.stats.app_down);
-                    if !self.endpoint_down.swap(true, Relaxed) {
-                        let error = describe(&last_failure(&outcome));
-                        warn!(%error, "Endpoint unreachable; waiting for it without counting attempts");
-                        self.stats.set_last_error(format!("endpoint: {error}"));
-                    }
-                    debug!(coordinates = %record.coordinates(), waits = down_waits, "Endpoint unreachable");
-                    self.backoff.delay(down_waits, jitter())
-                }
-                Decision::RegistryDown => {
-                    // Not the record's fault, and not the app's: records wait, fetching goes on.
-                    down_waits += 1;
-                    if !self.registry_down.swap(true, Relaxed) {
-                        let error = describe(&last_failure(&outcome));
-                        warn!(%error, "Schema registry unavailable; records wait for it without counting attempts");
-                        self.stats.set_last_error(error);
-                    }
-                    debug!(coordinates = %record.coordinates(), waits = down_waits, "Schema registry unavailable");
-                    self.backoff.delay(down_waits, jitter())
-                }
-                Decision::DeadLetter { reason } => {
-                    attempts += 1;
-                    FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
-                    self.note_attempts(job, &failures);
-                    return self
-                        .dead_letter(job, &failures, &reason, DeadLetterKind::Refused)
-                        .await;
-                }
-                Decision::Reject { reason } => {
-                    match self.judge(&outcome, failed_at, &p.stop).await {
-                        None => return End::Abandoned,
-                        Some(Verdict::Outage) => continue,
-                        Some(_) => {}
-                    }
-                    attempts += 1;
-                    down_waits = 0;
-                    FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
-                    self.note_attempts(job, &failures);
-                    let kind = match outcome {
-                        Outcome::Undecodable(_) => DeadLetterKind::Undecodable,
-                        _ => DeadLetterKind::Refused,
-                    };
-                    match self
-                        .exhausted(job, &failures, (&reason, kind), &mut blocked_logged)
-                        .await
-                    {
-                        Some(end) => return end,
-                        None => self.backoff.blocked(),
+            match self.settle(job, &mut progress, &outcome, failed_at).await {
+                Step::End(end) => return end,
+                Step::Resend => {}
+                Step::Wait(wait) => {
+                    *slot = None;
+                    if !sleep_unless(&job.partition.stop, wait).await {
+                        return End::Abandoned;
                     }
                 }
-                Decision::Retry { after } => {
-                    // At most once: the app may have received this request (it answered, or
-                    // did not answer in time), so it is never sent again. A refused connection
-                    // is `AppDown` above: never delivered, so waiting for the app is safe.
-                    let at_most_once = self.guarantee == Guarantee::AtMostOnce;
-                    let last = self.max_attempts != 0 && attempts + 1 >= self.max_attempts;
-                    if last && !at_most_once {
-                        match self.judge(&outcome, failed_at, &p.stop).await {
-                            None => return End::Abandoned,
-                            Some(Verdict::Outage) => continue,
-                            Some(_) => {}
-                        }
-                    }
-                    attempts += 1;
-                    down_waits = 0;
-                    FailureLog::record(&mut failures, attempts, last_failure(&outcome), now);
-                    self.note_attempts(job, &failures);
-                    if at_most_once || last {
-                        let (why, kind) = if at_most_once {
-                            ("not retried (atMostOnce)", DeadLetterKind::NotRetried)
-                        } else {
-                            ("retries exhausted", DeadLetterKind::RetriesExhausted)
-                        };
-                        let reason = format!("{why}: {}", describe(&last_failure(&outcome)));
-                        match self
-                            .exhausted(job, &failures, (&reason, kind), &mut blocked_logged)
-                            .await
-                        {
-                            Some(end) => return end,
-                            None => self.backoff.blocked(),
-                        }
-                    } else {
-                        Stats::incr(&self.stats.retried);
-                        self.backoff.next(attempts, after, jitter())
-                    }
-                }
-            };
-            *slot = None;
-            if !sleep_unless(&p.stop, wait).await {
-                return End::Abandoned;
             }
         }
+    }
+
+    /// Whether `job` was in flight during `maxCrashes` crashes of the sidecar.
+    fn crash_looping(&self, job: &Job) -> bool {
+        self.max_crashes > 0 && job.prior.crashes >= self.max_crashes
+    }
+
+    /// A record that was in flight during `maxCrashes` crashes is dead-lettered before any
+    /// attempt; `None` for the others.
+    async fn crash_looped(&self, job: &Job, progress: &Progress) -> Option<End> {
+        if !self.crash_looping(job) {
+            return None;
+        }
+        let record = &job.record;
+        let reason = format!(
+            "crash loop: in flight during {} consecutive crashes of the sidecar (delivery.maxCrashes {})",
+            job.prior.crashes, self.max_crashes
+        );
+        error!(coordinates = %record.coordinates(), crashes = job.prior.crashes,
+            "Record was in flight during every recent crash of the sidecar; dead-lettering it instead of crashing again");
+        Stats::incr(&self.stats.crash_looped);
+        let now = SystemTime::now();
+        let failures = progress.failures.clone().or(Some(FailureLog {
+            attempts: progress.attempts,
+            last: LastFailure::Error(reason.clone()),
+            first_at: now,
+            last_at: now,
+        }));
+        Some(
+            self.dead_letter(job, &failures, &reason, DeadLetterKind::CrashLoop)
+                .await,
+        )
     }
 
     /// Before a record is given up for a failure that may be the endpoint's: waits until the
@@ -383,19 +291,7 @@ impl Deliverer {
         slot: &mut Option<Slot<'a>>,
     ) -> Option<(Outcome, u64)> {
         let p = &job.partition;
-        if p.stop.is_cancelled() {
-            return None;
-        }
-        // While the endpoint is out, one request at a time probes it.
-        self.outage.admit(&p.stop).await?;
-        if self.stats.gate.is_held() {
-            // The app announced its stop (`gate.rs`, hold): nothing new is sent to it.
-            tokio::select! {
-                biased;
-                _ = p.stop.cancelled() => return None,
-                _ = self.stats.gate.unheld() => {}
-            }
-        }
+        self.admitted(&p.stop).await?;
         // A place in the window first, so a record waiting for a commit holds no permit.
         *slot = Some(tokio::select! {
             biased;
@@ -419,22 +315,59 @@ impl Deliverer {
         };
         self.mark_in_flight(job, false);
         let outcome = outcome?;
+        self.answered(started, permit, Some(&outcome));
+        let at = self.report(&job.record, sent_at, &outcome);
+        Some((outcome, at))
+    }
+
+    /// Waits until a request may go: the breaker lets it (while the endpoint is out, one
+    /// request at a time probes it) and the app has not announced its stop. `None` when
+    /// stopped first.
+    async fn admitted(&self, stop: &CancellationToken) -> Option<()> {
+        if stop.is_cancelled() {
+            return None;
+        }
+        self.outage.admit(stop).await?;
+        if self.stats.gate.is_held() {
+            // The app announced its stop (`gate.rs`, hold): nothing new is sent to it.
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return None,
+                _ = self.stats.gate.unheld() => {}
+            }
+        }
+        Some(())
+    }
+
+    /// What a request's answer says of the endpoint rather than of a record: its time, a
+    /// `Retry-After` (holds every new request), and its load for the adaptive limit. `outcome`
+    /// is `None` when no request was sent.
+    fn answered(&self, started: std::time::Instant, permit: Permit<'_>, outcome: Option<&Outcome>) {
+        let Some(outcome) = outcome else {
+            drop(permit);
+            return;
+        };
         self.stats.metrics.attempt_took(started.elapsed());
         if let Outcome::Response {
             retry_after: Some(after),
             ..
-        } = &outcome
+        } = outcome
         {
             // The app asked the endpoint to slow down, not this record alone.
             let pause = (*after).min(crate::retry::RETRY_AFTER_CEILING);
             self.limiter
                 .pause_until(tokio::time::Instant::now() + pause);
         }
-        match load_signal(&outcome) {
+        match load_signal(outcome) {
             Some(signal) => permit.finish(signal),
             None => drop(permit),
         }
-        let (at, changed) = self.outage.report(&job.record, sent_at, &outcome);
+    }
+
+    /// Tells the breaker what `record`'s attempt sent at `sent_at` came to; returns when, on
+    /// the breaker's clock.
+    fn report(&self, record: &crate::record::Record, sent_at: u64, outcome: &Outcome) -> u64 {
+        let (at, changed) = self.outage.report(record, sent_at, outcome);
         if changed {
             // Every partition's next commit says so, for the resource's status.
             self.tracker
@@ -442,7 +375,7 @@ impl Deliverer {
                 .expect("invariant: tracker lock never poisoned")
                 .set_outage(self.outage.note());
         }
-        Some((outcome, at))
+        at
     }
 }
 
@@ -495,8 +428,11 @@ async fn sleep_unless(stop: &CancellationToken, wait: Duration) -> bool {
     }
 }
 
+mod batch;
 mod give_up;
+mod settle;
 #[cfg(test)]
 mod tests;
 
 use give_up::{describe, failure_code, last_failure, prior_failures};
+use settle::{Progress, Step};

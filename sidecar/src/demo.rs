@@ -94,6 +94,10 @@ pub struct DemoOptions {
     /// dead-letters it without sending it); 0 = never.
     #[arg(long, default_value_t = 0)]
     pub undecodable_every: usize,
+    /// Deliver in batches of up to N records (delivery.batch, maxWait 5ms); 0 = one record per
+    /// request. Not with a cloudevents format.
+    #[arg(long, default_value_t = 0)]
+    pub batch: u32,
     /// No progress display (tests).
     #[arg(skip)]
     pub quiet: bool,
@@ -113,6 +117,7 @@ impl Default for DemoOptions {
             format: Format::Raw,
             avro: false,
             undecodable_every: 0,
+            batch: 0,
             quiet: false,
         }
     }
@@ -216,6 +221,13 @@ impl fmt::Display for DemoReport {
                 String::new()
             }
         )?;
+        if o.batch > 0 {
+            writeln!(
+                f,
+                "  batches    up to {} records per request (delivery.batch, maxWait 5ms)",
+                o.batch
+            )?;
+        }
         writeln!(
             f,
             "  pipeline   delivered={} retried={} dead-lettered={} skipped={} commits={} in {:.1}s ({:.0} records/s)",
@@ -352,6 +364,10 @@ pub fn demo_config(
         v["endpoint"]["format"] = json!(format_name(o.format));
         v["endpoint"]["cloudEvents"] = json!({"type": "io.kafkaproxy.demo.order"});
     }
+    if o.batch > 0 {
+        v["delivery"]["batch"] =
+            json!({"maxRecords": o.batch, "maxBytes": 1_048_576, "maxWait": "5ms"});
+    }
     if let Some(url) = registry_url {
         v["kafka"]["schemaRegistry"] = json!({
             "url": url, "requestTimeout": "5s", "maxSchemas": 100, "errorTtl": "30s"
@@ -368,6 +384,12 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     }
     if !(0.0..=1.0).contains(&options.fail_rate) {
         bail!("--fail-rate must be between 0 and 1");
+    }
+    if options.batch > 1000 {
+        bail!("--batch must be at most 1000 (delivery.batch.maxRecords)");
+    }
+    if options.batch > 0 && options.format != Format::Raw {
+        bail!("--batch needs --format raw: a batch is one JSON array (docs/batch.md)");
     }
     let mut out = Progress::new(options.quiet);
     out.line(&format!(

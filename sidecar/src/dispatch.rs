@@ -5,7 +5,8 @@
 //! partition's null-key lane), or one per record (`unordered`). Each non-empty lane has exactly
 //! one task working through it, so order within a lane holds by construction, while different
 //! lanes run in parallel (bounded elsewhere by the `maxInFlight` semaphore) — parallelism is not
-//! capped by the partition count. It never talks to Kafka or HTTP: it runs the [`Work`] it is
+//! capped by the partition count. With `delivery.batch` a lane hands its records over several
+//! at a time (`dispatch/batch.rs`). It never talks to Kafka or HTTP: it runs the [`Work`] it is
 //! given. Every [`Job`] holds its partition's buffer budget until it is dropped, so "pending"
 //! counts exactly the records dispatched and not yet done or discarded.
 //!
@@ -32,6 +33,7 @@
 //! partition: the partition is not read until its record finishes, and only its own records wait.
 //! Holding only moves accounting: no record is dropped, reordered or skipped.
 
+mod batch;
 mod buffer;
 
 use std::{
@@ -260,6 +262,10 @@ pub type Process = Arc<dyn Fn(Arc<Job>) -> Pin<Box<dyn Future<Output = ()> + Sen
 pub type Recover =
     Arc<dyn Fn(Arc<Job>, String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// Drives the records of one batch, one lane's in order, to their ends.
+pub type ProcessBatch =
+    Arc<dyn Fn(Vec<Arc<Job>>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// What the lanes run for each record.
 #[derive(Clone)]
 pub struct Work {
@@ -268,6 +274,21 @@ pub struct Work {
     /// record unless the record is delivered or dead-lettered: leaving it unfinished is safe
     /// (it is consumed again), skipping it is not.
     pub recover: Recover,
+    /// With `delivery.batch`: lanes hand their records over in batches (see `dispatch/batch.rs`).
+    pub batch: Option<Batching>,
+}
+
+/// How lanes gather batches (`delivery.batch`).
+#[derive(Clone)]
+pub struct Batching {
+    pub max_records: usize,
+    /// Bytes of records (their buffer size) per batch; a larger record goes alone.
+    pub max_bytes: usize,
+    /// How long a batch's first record waits for more.
+    pub max_wait: Duration,
+    /// `maxInFlight`: unordered batches are formed when fewer than this many are out.
+    pub max_in_flight: usize,
+    pub process: ProcessBatch,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -289,19 +310,22 @@ impl LaneKey {
 struct Lane {
     queue: VecDeque<Job>,
     partition: Arc<PartitionState>,
-    /// The record being processed (set when the lane's task picks it up).
-    head: Weak<Job>,
+    /// The records being processed (set when the lane's task picks them up): one, or a batch.
+    heads: Vec<Weak<Job>>,
+    /// Woken when a record joins the queue, for a batch waiting to fill (`maxWait`).
+    more: Option<Arc<tokio::sync::Notify>>,
     /// When the lane started its current record.
     started: Instant,
     held: bool,
 }
 
 impl Lane {
-    fn new(partition: Arc<PartitionState>) -> Self {
+    fn new(partition: Arc<PartitionState>, lingers: bool) -> Self {
         Self {
             queue: VecDeque::new(),
             partition,
-            head: Weak::new(),
+            heads: Vec::new(),
+            more: lingers.then(|| Arc::new(tokio::sync::Notify::new())),
             started: Instant::now(),
             held: false,
         }
@@ -310,9 +334,15 @@ impl Lane {
     /// The lane starts `job`: it moves, so it is no longer held (records already parked stay
     /// parked until they finish; later ones are working).
     fn start(&mut self, job: &Arc<Job>) {
-        self.head = Arc::downgrade(job);
+        self.heads.clear();
+        self.heads.push(Arc::downgrade(job));
         self.started = Instant::now();
         self.release_hold();
+    }
+
+    /// `job` joins the batch the lane is processing.
+    fn add_head(&mut self, job: &Arc<Job>) {
+        self.heads.push(Arc::downgrade(job));
     }
 
     fn release_hold(&mut self) {
@@ -349,6 +379,8 @@ pub struct Dispatcher {
     lanes: Mutex<HashMap<LaneKey, Lane>>,
     hold_after: Duration,
     watch: Mutex<HoldWatch>,
+    /// Unordered batches started and not ended (`dispatch/batch.rs`).
+    batches: batch::Outstanding,
 }
 
 impl Dispatcher {
@@ -371,6 +403,7 @@ impl Dispatcher {
             stats,
             lanes: Mutex::new(HashMap::new()),
             hold_after,
+            batches: batch::Outstanding::default(),
             watch: Mutex::new(HoldWatch {
                 last_call: None,
                 last_check: None,
@@ -389,8 +422,18 @@ impl Dispatcher {
         match self.ordering {
             Ordering::Partition => LaneKey::Partition(tp),
             Ordering::Key => LaneKey::Key(tp, record.key.clone()),
+            // Batches of unordered records are gathered per partition (`dispatch/batch.rs`).
+            Ordering::Unordered if self.work.batch.is_some() => LaneKey::Partition(tp),
             Ordering::Unordered => LaneKey::Record(tp, record.offset),
         }
+    }
+
+    /// Whether lanes' batches wait to fill.
+    fn lingers(&self) -> bool {
+        self.work
+            .batch
+            .as_ref()
+            .is_some_and(|b| !b.max_wait.is_zero())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LaneKey, Lane>> {
@@ -414,21 +457,31 @@ impl Dispatcher {
                 job.park();
             }
             lane.queue.push_back(job);
+            if let Some(more) = &lane.more {
+                more.notify_one();
+            }
             return;
         }
         let job = Arc::new(job);
-        let mut lane = Lane::new(Arc::clone(&job.partition));
+        let mut lane = Lane::new(Arc::clone(&job.partition), self.lingers());
         lane.start(&job);
         lanes.insert(key.clone(), lane);
         drop(lanes);
+        let collects = self.ordering == Ordering::Unordered && self.work.batch.is_some();
+        self.spawn_lane(key, Start::One(job), collects);
+    }
+
+    /// Starts the task of the lane `key` (registered already).
+    fn spawn_lane(self: &Arc<Self>, key: LaneKey, start: Start, collects: bool) {
         // The guard is made before the task, so it removes the lane even if the task is dropped
         // before it first runs.
         let lane = LaneGuard {
             dispatcher: Arc::clone(self),
             key,
             armed: true,
+            collects,
         };
-        self.runtime.spawn(lane.run(job));
+        self.runtime.spawn(lane.run(start));
     }
 
     /// Holds every lane whose current record has not finished for the hold time (see the module
@@ -479,7 +532,7 @@ impl Dispatcher {
             }
             lane.held = true;
             p.held_lanes.fetch_add(1, SeqCst);
-            if let Some(head) = lane.head.upgrade() {
+            for head in lane.heads.iter().filter_map(Weak::upgrade) {
                 head.park();
                 heads.push(head);
             }
@@ -519,10 +572,13 @@ impl Dispatcher {
         let processed = AssertUnwindSafe((self.work.process)(Arc::clone(&job)))
             .catch_unwind()
             .await;
-        let Err(panic) = processed else {
-            return;
-        };
-        let panic = unwind::message(&*panic);
+        if let Err(panic) = processed {
+            self.recover(job, unwind::message(&*panic)).await;
+        }
+    }
+
+    /// Hands a record whose processing panicked to [`Work::recover`].
+    async fn recover(&self, job: Arc<Job>, panic: String) {
         Stats::incr(&self.stats.lane_panics);
         let r = &job.record;
         error!(topic = %r.tp.topic, partition = r.tp.partition, offset = r.offset, %panic,
@@ -570,14 +626,40 @@ struct LaneGuard {
     dispatcher: Arc<Dispatcher>,
     key: LaneKey,
     armed: bool,
+    /// Unordered batches: the lane gathers batches and starts a lane for each
+    /// (`dispatch/batch.rs`) instead of running them.
+    collects: bool,
+}
+
+/// What a lane's task starts with.
+enum Start {
+    One(Arc<Job>),
+    /// A batch gathered already (an unordered batch's own lane).
+    Batch(Vec<Arc<Job>>),
 }
 
 impl LaneGuard {
-    async fn run(mut self, first: Arc<Job>) {
+    async fn run(mut self, first: Start) {
         let d = Arc::clone(&self.dispatcher);
-        let mut job = first;
+        let mut start = first;
         loop {
-            d.run_one(job).await;
+            match (start, &d.work.batch) {
+                (Start::One(job), None) => d.run_one(job).await,
+                (Start::One(job), Some(b)) if self.collects => {
+                    // Formed when it can be sent, so it takes all that waited meanwhile.
+                    d.batches.room(b.max_in_flight, &job.partition.stop).await;
+                    let batch = self.gather(job, b).await;
+                    d.spawn_batch(batch);
+                }
+                (Start::One(job), Some(b)) => {
+                    let batch = self.gather(job, b).await;
+                    d.run_batch(batch).await;
+                }
+                (Start::Batch(batch), _) => {
+                    let _ends = d.batches.ends();
+                    d.run_batch(batch).await;
+                }
+            }
             let mut lanes = d.lock();
             let next = lanes.get_mut(&self.key).and_then(|lane| {
                 let next = Arc::new(lane.queue.pop_front()?);
@@ -585,7 +667,7 @@ impl LaneGuard {
                 Some(next)
             });
             match next {
-                Some(next) => job = next,
+                Some(next) => start = Start::One(next),
                 None => {
                     let lane = lanes.remove(&self.key);
                     // Removed under the lock: a record submitted from now on starts a new task,

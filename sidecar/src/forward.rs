@@ -10,6 +10,7 @@
 //! [`Outcome::Undecodable`], a registry that cannot answer [`Outcome::RegistryUnavailable`],
 //! and neither sends a request.
 
+pub mod batch;
 pub mod classify;
 pub mod cloudevents;
 pub mod request;
@@ -144,8 +145,66 @@ impl Forwarder {
         };
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started) + self.request_timeout;
-        let outcome = self.send(req, deadline).await;
-        let elapsed = started.elapsed();
+        let outcome = self
+            .send(req, deadline, self.policy.body_ack.is_some())
+            .await;
+        self.note_slow(record, attempt, started.elapsed());
+        outcome
+    }
+
+    /// One request for the records of a batch, each with its own attempt number; an outcome
+    /// per record, in order (docs/batch.md). Records whose value cannot be decoded are not
+    /// sent: their outcome says why. `whole` is the request's own outcome (`None` when nothing
+    /// was sent), for what concerns the endpoint rather than a record (`Retry-After`, load).
+    pub async fn attempt_batch(&self, records: &[(&Record, u32)]) -> BatchOutcome {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
+        let mut decoded = Vec::with_capacity(records.len());
+        for (i, (record, _)) in records.iter().enumerate() {
+            match self.decode(record).await {
+                Ok(d) => decoded.push(d),
+                Err(outcome) => {
+                    outcomes[i] = Some(outcome);
+                    decoded.push(None);
+                }
+            }
+        }
+        let sent: Vec<usize> = (0..records.len())
+            .filter(|i| outcomes[*i].is_none())
+            .collect();
+        let whole = if sent.is_empty() {
+            None
+        } else {
+            let entries: Vec<batch::Entry<'_>> = sent
+                .iter()
+                .map(|&i| batch::Entry {
+                    record: records[i].0,
+                    attempt: records[i].1,
+                    decoded: decoded[i].as_ref(),
+                })
+                .collect();
+            let req = batch::build(&self.target, &entries);
+            let started = Instant::now();
+            let deadline = tokio::time::Instant::from_std(started) + self.request_timeout;
+            let whole = self.send(req, deadline, true).await;
+            self.note_slow(records[sent[0]].0, records[sent[0]].1, started.elapsed());
+            let ids: Vec<String> = sent.iter().map(|&i| records[i].0.coordinates()).collect();
+            for (i, outcome) in sent.iter().zip(batch::split(&whole, &ids)) {
+                outcomes[*i] = Some(outcome);
+            }
+            Some(whole)
+        };
+        BatchOutcome {
+            sent: if whole.is_some() { sent.len() } else { 0 },
+            entries: outcomes
+                .into_iter()
+                .map(|o| o.expect("invariant: every entry has an outcome"))
+                .collect(),
+            whole,
+        }
+    }
+
+    /// Logs a request slower than `slowRequestThreshold` (throttled); `record` is its first.
+    fn note_slow(&self, record: &Record, attempt: u32, elapsed: Duration) {
         if let Some(slow) = self.slow_request
             && elapsed > slow
             && let Some(suppressed) = self.slow_log.allow()
@@ -161,18 +220,19 @@ impl Forwarder {
                 "Slow request (at most one such line per 10s; `suppressed` slow requests since the last)"
             );
         }
-        outcome
     }
 
     /// The request, bounded by `deadline` (`requestTimeout` after the start). The status line
     /// and headers decide the outcome: once they are in, a reply whose body is still arriving
     /// at the deadline is not a timeout (a 2xx is delivered, a 503 is a 503), the body is just
-    /// abandoned (hyper then closes the connection). Only with `bodyAck`, whose 2xx verdict is
-    /// in the body, does a body that did not arrive in time make the attempt a timeout.
+    /// abandoned (hyper then closes the connection). Only when the 2xx verdict is in the body
+    /// (`read_body`: `bodyAck`, a batch's results) does a body that did not arrive in time make
+    /// the attempt a timeout.
     async fn send(
         &self,
         req: http::Request<Full<Bytes>>,
         deadline: tokio::time::Instant,
+        read_body: bool,
     ) -> Outcome {
         let resp = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
             Err(_) => return Outcome::Timeout,
@@ -192,7 +252,7 @@ impl Forwarder {
             .and_then(|h| headers.get(h))
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let needs_body = self.policy.body_ack.is_some() && (200..300).contains(&status);
+        let needs_body = read_body && (200..300).contains(&status);
         // Read the body even when unused, so the connection goes back to the pool.
         let body = Limited::new(resp.into_body(), MAX_REPLY_BODY).collect();
         let body = match tokio::time::timeout_at(deadline, body).await {
@@ -210,6 +270,16 @@ impl Forwarder {
             body,
         }
     }
+}
+
+/// What one batch request gave: an outcome per record, in order, and the request's own.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    pub entries: Vec<Outcome>,
+    /// How many records the request carried.
+    pub sent: usize,
+    /// `None` when no request was sent (no record of the batch could be decoded).
+    pub whole: Option<Outcome>,
 }
 
 /// The TCP (+ TLS for https) connector. Root certificates are loaded only for https endpoints.

@@ -47,6 +47,8 @@ pub struct DeliveryMetrics {
     pub end_to_end: Histogram,
     /// Attempts that did not deliver (and were not an app's `skip`), by class.
     pub failed_attempts: Family<ClassLabel, Counter>,
+    /// Records per batch request (`delivery.batch`).
+    pub batch_records: Histogram,
 }
 
 impl Default for DeliveryMetrics {
@@ -57,6 +59,8 @@ impl Default for DeliveryMetrics {
             // 5 ms .. ~45 min
             end_to_end: Histogram::new(exponential_buckets(0.005, 3.0, 14)),
             failed_attempts: Family::default(),
+            // 1 .. 1024
+            batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
         }
     }
 }
@@ -86,6 +90,11 @@ impl DeliveryMetrics {
                 class: Self::class(outcome),
             })
             .inc();
+    }
+
+    /// A batch request carried `records` records.
+    pub fn batch_sent(&self, records: usize) {
+        self.batch_records.observe(records as f64);
     }
 
     pub fn attempt_took(&self, elapsed: Duration) {
@@ -120,6 +129,11 @@ pub fn registry(stats: &Arc<Stats>) -> Registry {
         "delivery_failed_attempts",
         "Delivery attempts that did not deliver, by class (2xx with a retry action or a failed bodyAck, 4xx, 5xx, timeout, connect, error, undecodable: the record could not be decoded or shaped, registry: the schema registry could not be read)",
         m.failed_attempts.clone(),
+    );
+    registry.register(
+        "batch_records",
+        "Records per batch request (delivery.batch; none without it)",
+        m.batch_records.clone(),
     );
     registry.register_collector(Box::new(StatsCollector(Arc::clone(stats))));
     registry

@@ -30,7 +30,9 @@ use crate::{
     consumer::{ConsumerCtx, ConsumerError},
     deadletter::{DeadLetter, DeadLetterError},
     deliver::Deliverer,
-    dispatch::{Budget, Buffer, Dispatcher, Job, PartitionState, Process, Recover, Waker, Work},
+    dispatch::{
+        Batching, Budget, Buffer, Dispatcher, Job, PartitionState, Process, Recover, Waker, Work,
+    },
     forward::{Forwarder, TargetError},
     gate::Prober,
     offsets::OffsetTracker,
@@ -174,6 +176,31 @@ impl Pipeline {
                 Box::pin(async move { d.process(&job).await })
             })
         };
+        let batch = d.batch.as_ref().map(|b| {
+            let deliverer = Arc::clone(&deliverer);
+            Batching {
+                max_records: b.max_records as usize,
+                max_bytes: b.max_bytes as usize,
+                max_wait: b.max_wait.as_std(),
+                max_in_flight: d.max_in_flight as usize,
+                process: Arc::new(move |jobs: Vec<Arc<Job>>| {
+                    let d = Arc::clone(&deliverer);
+                    Box::pin(async move { d.process_batch(&jobs).await })
+                }),
+            }
+        });
+        // Buffers hold enough records to fill batches: a partition's as for `maxRecords`
+        // requests; all partitions' room for every request in flight to carry a full batch
+        // (within the window, at most 10,000 records), twice over. The byte bounds stay.
+        let batch_records = d.batch.as_ref().map_or(1, |b| b.max_records);
+        let flow = d.max_in_flight.max(batch_records);
+        let mut total = Budget::total_for_max_in_flight(flow);
+        if batch_records > 1 {
+            let in_flight = (d.max_in_flight as usize).saturating_mul(batch_records as usize);
+            let window = d.window().map_or(usize::MAX, |w| w as usize);
+            let room = in_flight.min(window).saturating_mul(2).min(10_000);
+            total.max_records = total.max_records.max(room);
+        }
         let recover: Recover = Arc::new(move |job: Arc<Job>, panic: String| {
             let d = Arc::clone(&deliverer);
             Box::pin(async move { d.recover(&job, &panic).await })
@@ -181,14 +208,16 @@ impl Pipeline {
         let shared = Arc::new(Shared {
             dispatcher: Dispatcher::new(
                 d.ordering,
-                Work { process, recover },
+                Work {
+                    process,
+                    recover,
+                    batch,
+                },
                 Handle::current(),
                 Arc::clone(&stats),
             ),
-            budget: Budget::for_max_in_flight(d.max_in_flight),
-            total: Arc::new(Buffer::new(Budget::total_for_max_in_flight(
-                d.max_in_flight,
-            ))),
+            budget: Budget::for_max_in_flight(flow),
+            total: Arc::new(Buffer::new(total)),
             drain_timeout: d.drain_timeout.as_std(),
             commit_interval: d.commit_interval.as_std(),
             window: Arc::clone(&window),

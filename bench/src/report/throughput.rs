@@ -9,7 +9,7 @@ use super::{num, pct, spread, thousands};
 use crate::{scenarios::throughput::Throughput, stats::Summary};
 
 /// A ratio's median, with its spread over more than one repeat.
-fn ratio(x: Option<Summary>) -> String {
+pub(super) fn ratio(x: Option<Summary>) -> String {
     match x {
         Some(x) if x.n > 1 => format!("{} ({}–{})", pct(x.median), pct(x.min), pct(x.max)),
         Some(x) => pct(x.median),
@@ -18,7 +18,7 @@ fn ratio(x: Option<Summary>) -> String {
 }
 
 /// CPU seconds per 10,000 records: the median, with its spread over more than one repeat.
-fn cpu(x: Option<Summary>) -> String {
+pub(super) fn cpu(x: Option<Summary>) -> String {
     match x {
         Some(x) if x.n > 1 => format!("{} ({}–{})", num(x.median, 3), num(x.min, 3), num(x.max, 3)),
         Some(x) => num(x.median, 3),

@@ -112,7 +112,7 @@ fn limit(at: u32, samples: Vec<f64>) -> Limit {
 }
 
 /// Per-repeat ratios `a[r] / b[r]`, summarized (failed runs, NaN, are left out).
-fn ratios(a: &[f64], b: &[f64]) -> Option<Summary> {
+pub(crate) fn ratios(a: &[f64], b: &[f64]) -> Option<Summary> {
     let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
     Summary::of(&r)
 }

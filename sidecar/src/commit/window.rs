@@ -17,7 +17,10 @@
 //! Unbounded (`None`) for `atMostOnce`, which commits before sending.
 
 use std::{
-    sync::{Condvar, Mutex, MutexGuard},
+    sync::{
+        Condvar, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering::SeqCst},
+    },
     time::Duration,
 };
 
@@ -51,6 +54,8 @@ pub struct Window {
     /// The committer waiting for enough ended records to be worth a commit.
     due: Condvar,
     turn: Mutex<()>,
+    /// Tasks waiting in [`Window::enter_many`].
+    many_waiting: AtomicUsize,
 }
 
 /// One record's place in the window, from the start of an attempt. Dropped (the attempt failed
@@ -71,6 +76,7 @@ impl Window {
             room: Notify::new(),
             due: Condvar::new(),
             turn: Mutex::new(()),
+            many_waiting: AtomicUsize::new(0),
         }
     }
 
@@ -94,10 +100,7 @@ impl Window {
     /// it holds nothing.
     pub async fn enter(&self) -> Slot<'_> {
         let Some(max) = self.max else {
-            return Slot {
-                window: self,
-                counted: false,
-            };
+            return self.uncounted();
         };
         loop {
             let room = self.room.notified();
@@ -114,6 +117,54 @@ impl Window {
                 }
             }
             room.await;
+        }
+    }
+
+    /// Waits for room for `n` records at once, then counts them open: a batch is sent whole,
+    /// and batches taking places one by one could each hold part of the window and wait for
+    /// the rest for ever. Places beyond the bound (a batch larger than the window: the config
+    /// refuses it) are not counted. Cancel-safe like [`Window::enter`].
+    pub async fn enter_many(&self, n: usize) -> Vec<Slot<'_>> {
+        let Some(max) = self.max else {
+            return (0..n).map(|_| self.uncounted()).collect();
+        };
+        let counted = u32::try_from(n).unwrap_or(u32::MAX).min(max);
+        let _waiting = ManyWaiting::start(self);
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut s = self.lock();
+                if s.open + counted <= max {
+                    s.open += counted;
+                    let mut slots: Vec<_> = (0..counted)
+                        .map(|_| Slot {
+                            window: self,
+                            counted: true,
+                        })
+                        .collect();
+                    slots.extend((counted as usize..n).map(|_| self.uncounted()));
+                    return slots;
+                }
+            }
+            room.await;
+        }
+    }
+
+    fn uncounted(&self) -> Slot<'_> {
+        Slot {
+            window: self,
+            counted: false,
+        }
+    }
+
+    /// Wakes every waiter when one may be waiting for several places: `notify_one` would hand
+    /// a freed place to a batch that needs more and goes back to sleep, the place then
+    /// unclaimed while a single record waits.
+    fn wake_batches(&self) {
+        if self.many_waiting.load(SeqCst) > 0 {
+            self.room.notify_waiters();
         }
     }
 
@@ -143,6 +194,7 @@ impl Window {
         for _ in 0..freed.min(u64::from(self.max.unwrap_or(0))) {
             self.room.notify_one();
         }
+        self.wake_batches();
     }
 
     /// Blocks the committer until a commit is due: at least [`Window::commit_threshold`]
@@ -181,6 +233,24 @@ impl Window {
     fn leave(&self) {
         self.lock().open -= 1;
         self.room.notify_one();
+        self.wake_batches();
+    }
+}
+
+/// Counts a task in [`Window::enter_many`] while it waits (dropped when it enters or is
+/// cancelled).
+struct ManyWaiting<'a>(&'a Window);
+
+impl<'a> ManyWaiting<'a> {
+    fn start(window: &'a Window) -> Self {
+        window.many_waiting.fetch_add(1, SeqCst);
+        Self(window)
+    }
+}
+
+impl Drop for ManyWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.many_waiting.fetch_sub(1, SeqCst);
     }
 }
 

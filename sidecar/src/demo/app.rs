@@ -110,6 +110,9 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if headers.contains_key("kcp-batch") {
+        return Ok(batch_reply(&log, fail_rate, reject_every, &body));
+    }
     let (index, cloudevent) = request_index(&headers, &body);
     let status = {
         let mut log = log.lock().expect("invariant: app log lock never poisoned");
@@ -135,4 +138,64 @@ async fn handle(
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = status;
     Ok(resp)
+}
+
+/// The reply to a batch (`--batch`, docs/batch.md): each entry judged as a single request
+/// would be, with a result per entry that is not accepted. Like an app that keeps order, it
+/// stops at the first entry it fails (500): that entry and every one after it are answered 500
+/// and not processed (the sidecar sends them again). A 422 does not stop it: that record ends.
+fn batch_reply(
+    log: &Mutex<AppLog>,
+    fail_rate: f64,
+    reject_every: usize,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
+    let Ok(serde_json::Value::Array(entries)) = serde_json::from_slice(body) else {
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::BAD_REQUEST;
+        return resp;
+    };
+    let mut log = log.lock().expect("invariant: app log lock never poisoned");
+    let mut results = Vec::new();
+    let mut stopped = false;
+    for e in &entries {
+        let id = e["id"].clone();
+        let attempt = e["attempt"].as_u64().unwrap_or(1);
+        let index = entry_index(e);
+        let status = match index {
+            _ if stopped => 500,
+            None => 400,
+            Some(i) if reject_every > 0 && (i + 1) % reject_every == 0 => {
+                log.rejected.push(i);
+                422
+            }
+            Some(i) if attempt == 1 && fails_first(i, fail_rate) => {
+                log.failed += 1;
+                stopped = true;
+                500
+            }
+            Some(i) => {
+                log.accepted.push(i);
+                continue;
+            }
+        };
+        results.push(serde_json::json!({"id": id, "status": status}));
+    }
+    let body = serde_json::json!({ "results": results }).to_string();
+    Response::new(Full::new(Bytes::from(body)))
+}
+
+/// The record index in a batch entry: its value is the JSON a single request's body would be
+/// (`value` as text, or `valueJson` decoded by the sidecar).
+fn entry_index(e: &serde_json::Value) -> Option<usize> {
+    let json = match e.get("valueJson") {
+        Some(v) => v.clone(),
+        None => serde_json::from_str(e["value"].as_str()?).ok()?,
+    };
+    let index = match &json {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::Object(o) => o.get("index").and_then(serde_json::Value::as_u64),
+        _ => None,
+    };
+    index.map(|i| i as usize)
 }

@@ -30,6 +30,7 @@ fn work(process: Process) -> Work {
         recover: Arc::new(|job: Arc<Job>, panic: String| {
             Box::pin(async move { panic!("unexpected recovery of {}: {panic}", job.record.offset) })
         }),
+        batch: None,
     }
 }
 
@@ -330,7 +331,11 @@ async fn panicking_lane(
     let stats = Arc::new(Stats::default());
     let d = Dispatcher::new(
         Ordering::Partition,
-        Work { process, recover },
+        Work {
+            process,
+            recover,
+            batch: None,
+        },
         Handle::current(),
         Arc::clone(&stats),
     );

@@ -58,20 +58,27 @@ async fn app_down_pauses_every_partition_and_resumes_without_loss() {
     // The app is back: resumed, everything delivered, committed to the end, nothing dead-lettered.
     let app = App::start_on(addr, behaviour(|_| Reply::ok())).await;
     wait_until_async("ready again", || async { o.get("/readyz").await.0 == 200 }).await;
-    wait_until_async("all 100 records delivered and committed", || async {
-        let s = o.stats.snapshot();
-        let delivered = app.delivered();
-        let by_partition = |p: i32| -> std::collections::BTreeSet<i64> {
-            delivered.iter().filter(|d| d.0 == p).map(|d| d.1).collect()
-        };
-        // Records 0..40 went to the first app; this one gets the rest (40..100: offsets 20..50).
-        let later: std::collections::BTreeSet<i64> = (20..50).collect();
-        by_partition(0).is_superset(&later)
-            && by_partition(1).is_superset(&later)
-            && s.partitions
-                .values()
-                .all(|p| p.committed.max(p.commit_requested) == Some(50))
-    })
+    // Records fetched before the pause may all be delivered by their own retries before the
+    // readiness probe reopens the gate: wait for both.
+    wait_until_async(
+        "all 100 records delivered and committed, the gate open",
+        || async {
+            let s = o.stats.snapshot();
+            let delivered = app.delivered();
+            let by_partition = |p: i32| -> std::collections::BTreeSet<i64> {
+                delivered.iter().filter(|d| d.0 == p).map(|d| d.1).collect()
+            };
+            // Records 0..40 went to the first app; this one gets the rest (40..100: offsets 20..50).
+            let later: std::collections::BTreeSet<i64> = (20..50).collect();
+            s.gate_open
+                && !s.gate_paused
+                && by_partition(0).is_superset(&later)
+                && by_partition(1).is_superset(&later)
+                && s.partitions
+                    .values()
+                    .all(|p| p.committed.max(p.commit_requested) == Some(50))
+        },
+    )
     .await;
     let committed = kafka.committed(&group, &topic, 2).await;
     assert_eq!(committed, vec![Some(50), Some(50)]);

@@ -4,6 +4,7 @@
 
 mod arbitrary;
 mod at_most_once;
+mod batch;
 mod binary;
 mod dead_letter_producer;
 mod exhausted;

@@ -112,3 +112,61 @@ fn the_committer_is_woken_for_good_even_when_nothing_is_due() {
         "a wait after the wake-up does not block"
     );
 }
+
+#[tokio::test]
+async fn a_batch_enters_whole_or_waits_holding_nothing() {
+    let w = Window::new(Some(5));
+    let one = w.enter().await;
+    let two = w.enter().await;
+    let batch = w.enter_many(3).await;
+    assert_eq!(w.open(), 5);
+    // Four places are needed, one is free: the batch waits and takes none.
+    drop(one);
+    let mut waiting = Box::pin(w.enter_many(4));
+    assert!(futures::poll!(waiting.as_mut()).is_pending());
+    assert_eq!(w.open(), 4, "a waiting batch holds no place");
+    // A single record still gets the free place, so a batch never starves it.
+    let single = tokio::time::timeout(Duration::from_secs(60), w.enter())
+        .await
+        .expect("the free place goes to a single record");
+    drop(single);
+    drop(two);
+    for s in batch {
+        drop(s);
+    }
+    let entered = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("freed places wake the batch");
+    assert_eq!(entered.len(), 4);
+    assert_eq!(w.open(), 4);
+}
+
+#[tokio::test]
+async fn a_batch_waiting_for_room_is_woken_by_a_commit() {
+    let w = Arc::new(Window::new(Some(4)));
+    for s in w.enter_many(4).await {
+        s.finished();
+    }
+    let waiter = {
+        let w = Arc::clone(&w);
+        tokio::spawn(async move { w.enter_many(3).await.len() })
+    };
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished());
+    w.durable(w.mark());
+    let entered = tokio::time::timeout(Duration::from_secs(60), waiter)
+        .await
+        .expect("the commit wakes the batch")
+        .expect("no panic");
+    assert_eq!(entered, 3);
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_window_counts_only_the_window() {
+    let w = Window::new(Some(2));
+    let slots = w.enter_many(3).await;
+    assert_eq!(slots.len(), 3);
+    assert_eq!(w.open(), 2);
+    drop(slots);
+    assert_eq!(w.open(), 0);
+}

@@ -57,6 +57,7 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub delay: Duration,
+    pub body: Bytes,
 }
 
 impl Reply {
@@ -65,6 +66,7 @@ impl Reply {
             status,
             headers: vec![],
             delay: Duration::ZERO,
+            body: Bytes::new(),
         }
     }
     pub fn ok() -> Self {
@@ -72,6 +74,10 @@ impl Reply {
     }
     pub fn delayed(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
         self
     }
 }
@@ -211,7 +217,7 @@ async fn handle(
         .entry(partition)
         .or_default() -= 1;
     shared.log.lock().expect("log lock")[index].status = reply.status;
-    let mut resp = Response::new(Full::new(Bytes::new()));
+    let mut resp = Response::new(Full::new(reply.body));
     *resp.status_mut() = http::StatusCode::from_u16(reply.status).expect("valid status");
     for (k, v) in reply.headers {
         resp.headers_mut()
