@@ -4,6 +4,7 @@
 //! hang past `requestTimeout`, close the connection without a reply, or be down altogether
 //! (nothing listening). The test tells it which incarnation runs ([`Sink::set_epoch`]) and when
 //! one is about to be killed ([`Sink::note_kill`]), for the checker's finished/in-flight split.
+//! A batch request (`delivery.batch`) is logged as one hit per record (`sink/batch.rs`).
 
 use std::{
     io,
@@ -30,6 +31,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{check::Kill, digest};
+
+mod batch;
 
 /// One request received.
 #[derive(Clone, Debug)]
@@ -94,6 +97,20 @@ struct Shared {
     behaviour: Mutex<Behaviour>,
     epoch: AtomicU32,
     kills: Mutex<Vec<Kill>>,
+}
+
+impl Shared {
+    fn behaviour(&self) -> Behaviour {
+        Arc::clone(&self.behaviour.lock().expect("behaviour lock"))
+    }
+
+    /// Logs `hit` under its arrival index; returns it.
+    fn log_hit(&self, mut hit: Hit) -> usize {
+        let mut log = self.log.lock().expect("log lock");
+        hit.index = log.len();
+        log.push(hit);
+        log.len() - 1
+    }
 }
 
 pub struct Sink {
@@ -219,7 +236,8 @@ fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 /// connection, and the sidecar's client sends the next only after reading this answer.
 #[derive(Default)]
 struct Pending {
-    index: Option<usize>,
+    /// The log indexes of its request's records (a batch has several).
+    indexes: Vec<usize>,
     wrote: bool,
 }
 
@@ -236,7 +254,7 @@ impl Recorded {
     fn wrote(&self, n: &Poll<io::Result<usize>>) {
         if matches!(n, Poll::Ready(Ok(n)) if *n > 0) {
             let mut p = self.pending.lock().expect("pending lock");
-            if p.index.is_some() {
+            if !p.indexes.is_empty() {
                 p.wrote = true;
             }
         }
@@ -285,12 +303,13 @@ impl AsyncWrite for Recorded {
         let flushed = Pin::new(&mut this.stream).poll_flush(cx);
         if let Poll::Ready(Ok(())) = flushed {
             let mut p = this.pending.lock().expect("pending lock");
-            if p.wrote
-                && let Some(i) = p.index.take()
-            {
+            if p.wrote && !p.indexes.is_empty() {
                 p.wrote = false;
+                let now = Instant::now();
                 let mut log = this.shared.log.lock().expect("log lock");
-                log[i].answered_at = Some(Instant::now());
+                for i in p.indexes.drain(..) {
+                    log[i].answered_at = Some(now);
+                }
             }
         }
         flushed
@@ -312,6 +331,9 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if parts.headers.contains_key("kcp-batch") {
+        return batch::handle(&shared, &pending, &parts.headers, &body).await;
+    }
     let h = &parts.headers;
     let key = match (header(h, "kcp-key"), header(h, "kcp-key-base64")) {
         (Some(k), _) => Some(k.as_bytes().to_vec()),
@@ -339,15 +361,9 @@ async fn handle(
         accepted: false,
         answered_at: None,
     };
-    let behaviour = Arc::clone(&shared.behaviour.lock().expect("behaviour lock"));
-    let action = behaviour(&hit);
+    let action = shared.behaviour()(&hit);
     hit.accepted = action.accepted();
-    let index = {
-        let mut log = shared.log.lock().expect("log lock");
-        hit.index = log.len();
-        log.push(hit);
-        log.len() - 1
-    };
+    let index = shared.log_hit(hit);
     let (status, retry_after) = match action {
         Action::Accept(d) => {
             tokio::time::sleep(d).await;
@@ -368,7 +384,7 @@ async fn handle(
     };
     // From here the connection writes this answer: `Recorded` notes when it is out.
     *pending.lock().expect("pending lock") = Pending {
-        index: Some(index),
+        indexes: vec![index],
         wrote: false,
     };
     let mut resp = Response::new(Full::new(Bytes::new()));
