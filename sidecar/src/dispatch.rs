@@ -35,6 +35,7 @@
 
 mod batch;
 mod buffer;
+mod hold;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -56,6 +57,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 pub use self::buffer::{Budget, Buffer, PARKED_FACTOR};
+use self::hold::HoldWatch;
 use crate::{
     offsets::Epoch,
     record::{Record, Tp},
@@ -359,16 +361,6 @@ impl Drop for Lane {
     }
 }
 
-/// The poll thread's hold clock (see [`Dispatcher::hold_stuck`]).
-struct HoldWatch {
-    /// Last call, last check, and since when the poll thread has been calling without a gap.
-    last_call: Option<Instant>,
-    last_check: Option<Instant>,
-    since: Instant,
-    /// Partitions marked `hold_refused` by the last check.
-    refused: Vec<Arc<PartitionState>>,
-}
-
 /// The lanes; cheap to call from the poll thread (a short mutex, no await).
 pub struct Dispatcher {
     ordering: Ordering,
@@ -482,89 +474,6 @@ impl Dispatcher {
             collects,
         };
         self.runtime.spawn(lane.run(start));
-    }
-
-    /// Holds every lane whose current record has not finished for the hold time (see the module
-    /// docs), unless its partition's parked records or those of all partitions are at their
-    /// bound: such a partition is marked `hold_refused` instead. Called by the poll thread on
-    /// every round while it takes records; looks at the lanes at most every [`HOLD_CHECK`].
-    /// A gap of more than [`HOLD_GAP`] between calls restarts the clock: the poll thread does not
-    /// take records while the app is not ready, and records waiting for the app are not stuck.
-    /// Returns whether it looked.
-    pub fn hold_stuck(&self, now: Instant) -> bool {
-        let mut watch = self.lock_watch();
-        if watch
-            .last_call
-            .is_none_or(|t| now.saturating_duration_since(t) > HOLD_GAP)
-        {
-            watch.since = now;
-        }
-        watch.last_call = Some(now);
-        if watch
-            .last_check
-            .is_some_and(|t| now.saturating_duration_since(t) < HOLD_CHECK)
-        {
-            return false;
-        }
-        watch.last_check = Some(now);
-        for p in watch.refused.drain(..) {
-            p.hold_refused.store(false, SeqCst);
-        }
-        let Some(cutoff) = now.checked_sub(self.hold_after) else {
-            return true;
-        };
-        if watch.since > cutoff {
-            return true;
-        }
-        // Handles on held records, dropped after the lock: one may be the last.
-        let mut heads = Vec::new();
-        let mut refused = Vec::new();
-        for lane in self.lock().values_mut() {
-            if lane.held || lane.started > cutoff {
-                continue;
-            }
-            let p = &lane.partition;
-            if p.buffer.parked_full() || p.total.parked_full() {
-                if !p.hold_refused.swap(true, SeqCst) {
-                    refused.push(Arc::clone(p));
-                }
-                continue;
-            }
-            lane.held = true;
-            p.held_lanes.fetch_add(1, SeqCst);
-            for head in lane.heads.iter().filter_map(Weak::upgrade) {
-                head.park();
-                heads.push(head);
-            }
-            for job in &lane.queue {
-                job.park();
-            }
-        }
-        watch.refused = refused;
-        drop(watch);
-        drop(heads);
-        true
-    }
-
-    /// Why `state` must not be read now, if it must not: records it takes could be parked (a
-    /// lane of it is held, or should be) and a bound stops that, or, in `partition` order, its
-    /// lane is held and nothing behind it may start. Called by the poll thread only (it moves
-    /// the parked bounds' hysteresis).
-    pub fn stall(&self, state: &PartitionState) -> Option<Stall> {
-        let held = state.held_lanes() > 0;
-        if !held && !state.hold_refused.load(SeqCst) {
-            return None;
-        }
-        if held && self.ordering == Ordering::Partition {
-            return Some(Stall::RecordNotFinishing);
-        }
-        if state.buffer.parked_at_bound() {
-            return Some(Stall::PartitionParkedBound);
-        }
-        if state.total.parked_at_bound() {
-            return Some(Stall::ReplicaParkedBound);
-        }
-        None
     }
 
     /// Runs one record; a panic hands it to [`Work::recover`] (see the module docs).
