@@ -297,3 +297,20 @@ async fn unordered_batches_are_formed_when_they_can_be_sent() {
         "one batch of everything that waited"
     );
 }
+
+/// A revoke or a shutdown does not wait for a batch to fill: the stop cuts `maxWait` short
+/// (the batch then goes to its processing, which abandons what it has not sent).
+#[tokio::test(start_paused = true)]
+async fn a_stop_cuts_max_wait_short() {
+    let mut s = setup(Ordering::Partition, 10, 1 << 20, Duration::from_secs(5));
+    let start = tokio::time::Instant::now();
+    s.submit(record(0, 0, "k", 10));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    s.states[0].stop.cancel();
+    assert_eq!(s.batches(1).await, vec![vec![0]]);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(1),
+        "the stop, not maxWait, ended the wait (virtual clock)"
+    );
+}
