@@ -312,8 +312,10 @@ impl LaneKey {
 struct Lane {
     queue: VecDeque<Job>,
     partition: Arc<PartitionState>,
-    /// The records being processed (set when the lane's task picks them up): one, or a batch.
-    heads: Vec<Weak<Job>>,
+    /// The record being processed (set when the lane's task picks it up), and the rest of its
+    /// batch (empty without batches: no allocation per record).
+    head: Weak<Job>,
+    batched: Vec<Weak<Job>>,
     /// Woken when a record joins the queue, for a batch waiting to fill (`maxWait`).
     more: Option<Arc<tokio::sync::Notify>>,
     /// When the lane started its current record.
@@ -326,7 +328,8 @@ impl Lane {
         Self {
             queue: VecDeque::new(),
             partition,
-            heads: Vec::new(),
+            head: Weak::new(),
+            batched: Vec::new(),
             more: lingers.then(|| Arc::new(tokio::sync::Notify::new())),
             started: Instant::now(),
             held: false,
@@ -336,15 +339,22 @@ impl Lane {
     /// The lane starts `job`: it moves, so it is no longer held (records already parked stay
     /// parked until they finish; later ones are working).
     fn start(&mut self, job: &Arc<Job>) {
-        self.heads.clear();
-        self.heads.push(Arc::downgrade(job));
+        self.head = Arc::downgrade(job);
+        self.batched.clear();
         self.started = Instant::now();
         self.release_hold();
     }
 
     /// `job` joins the batch the lane is processing.
     fn add_head(&mut self, job: &Arc<Job>) {
-        self.heads.push(Arc::downgrade(job));
+        self.batched.push(Arc::downgrade(job));
+    }
+
+    /// The records being processed that are still alive.
+    fn heads(&self) -> impl Iterator<Item = Arc<Job>> + '_ {
+        std::iter::once(&self.head)
+            .chain(&self.batched)
+            .filter_map(Weak::upgrade)
     }
 
     fn release_hold(&mut self) {

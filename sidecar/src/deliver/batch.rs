@@ -4,8 +4,8 @@
 //! request that carries several records: each entry keeps its own attempts, failures and end,
 //! while what concerns the endpoint (the breaker's admission and verdicts, the concurrency
 //! permit, `Retry-After`, load) is the request's: the outage breaker counts a failed batch as
-//! one failed request, and a failure an entry got inside a 2xx reply as the entry's own. A batch enters the window of uncommitted records whole
-//! (`Window::enter_many`).
+//! one failed request, and a failure an entry got inside a 2xx reply as the entry's own. A
+//! batch enters the window of uncommitted records whole (`Window::enter_many`).
 //!
 //! Order: in `partition` and `key` order the entries are settled in order, and the first one
 //! to be sent again takes every entry after it along, their results unread and nothing counted
@@ -30,28 +30,10 @@ impl Deliverer {
         let mut progress: Vec<Progress> = jobs.iter().map(|j| Progress::of(j)).collect();
         let mut live: Vec<usize> = (0..jobs.len()).collect();
         while !live.is_empty() {
-            // A record of a crash loop is dead-lettered when its turn comes, in order: in the
-            // ordered modes only once the entries before it ended, so the request goes up to it.
-            let mut rest = Vec::new();
-            let mut looping = live.iter().map(|&i| self.crash_looping(&jobs[i]));
-            match looping.position(|l| l) {
-                Some(0) => {
-                    let i = live.remove(0);
-                    let end = self.crash_looped(&jobs[i], &progress[i]).await;
-                    self.end(&jobs[i], end.unwrap_or(End::Abandoned), None);
-                    continue;
-                }
-                Some(at) if self.ordered => rest = live.split_off(at),
-                Some(_) => {
-                    for i in live
-                        .extract_if(.., |i| self.crash_looping(&jobs[*i]))
-                        .collect::<Vec<_>>()
-                    {
-                        let end = self.crash_looped(&jobs[i], &progress[i]).await;
-                        self.end(&jobs[i], end.unwrap_or(End::Abandoned), None);
-                    }
-                }
-                None => {}
+            let rest = self.crash_loops(jobs, &progress, &mut live).await;
+            if live.is_empty() {
+                live = rest;
+                continue;
             }
             let Some(outcomes) = self.attempt_batch(jobs, &live, &progress, &mut slots).await
             else {
@@ -74,6 +56,37 @@ impl Deliverer {
                 return;
             }
         }
+    }
+
+    /// Dead-letters the records of a crash loop among `live` whose turn it is, taking them out:
+    /// every one in `unordered` order; in the ordered modes those at the head, once the entries
+    /// before them ended. Returns the entries that wait for a later request: in the ordered
+    /// modes, from the next record of a crash loop on.
+    async fn crash_loops(
+        &self,
+        jobs: &[Arc<Job>],
+        progress: &[Progress],
+        live: &mut Vec<usize>,
+    ) -> Vec<usize> {
+        let looping: Vec<usize> = if self.ordered {
+            let head = live
+                .iter()
+                .take_while(|&&i| self.crash_looping(&jobs[i]))
+                .count();
+            live.drain(..head).collect()
+        } else {
+            live.extract_if(.., |i| self.crash_looping(&jobs[*i]))
+                .collect()
+        };
+        for i in looping {
+            let end = self.crash_looped(&jobs[i], &progress[i]).await;
+            self.end(&jobs[i], end.unwrap_or(End::Abandoned), None);
+        }
+        let next = live
+            .iter()
+            .position(|&i| self.crash_looping(&jobs[i]))
+            .unwrap_or(live.len());
+        live.split_off(next)
     }
 
     /// Settles the entries in order up to the first to be sent again; returns it and every

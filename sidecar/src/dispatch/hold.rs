@@ -3,7 +3,7 @@
 //! poll thread's verdict on reading a partition that has them ([`Dispatcher::stall`]).
 
 use std::{
-    sync::{Arc, Weak, atomic::Ordering::SeqCst},
+    sync::{Arc, atomic::Ordering::SeqCst},
     time::Instant,
 };
 
@@ -71,7 +71,7 @@ impl Dispatcher {
             }
             lane.held = true;
             p.held_lanes.fetch_add(1, SeqCst);
-            for head in lane.heads.iter().filter_map(Weak::upgrade) {
+            for head in lane.heads() {
                 head.park();
                 heads.push(head);
             }
