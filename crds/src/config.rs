@@ -55,6 +55,13 @@ pub const CONFIG_MOUNT_DIR: &str = "/etc/kcp/config";
 pub const CONFIG_FILE_NAME: &str = "config.json";
 /// Environment variable naming the config file (the sidecar's `--config` flag).
 pub const CONFIG_PATH_ENV: &str = "KCP_CONFIG";
+
+/// The key of the sidecar's ConfigMap holding what may change without restarting the pods
+/// (`{"paused": bool}`); mounted beside the config and left out of the config hash.
+pub const CONTROL_FILE_NAME: &str = "control.json";
+
+/// Environment variable the operator sets to the control file's path.
+pub const CONTROL_PATH_ENV: &str = "KCP_CONTROL_PATH";
 /// Environment variable with the pod's name: the consumer's `client.id` suffix and log context.
 /// Never the `group.instance.id`: a Deployment's pod names are random, and a static member that
 /// goes away holds its partitions until `session.timeout.ms` (ARCHITECTURE.md "Pod lifecycle").

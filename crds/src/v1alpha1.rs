@@ -22,12 +22,17 @@ use crate::Duration;
 mod batch;
 mod flow;
 mod formats;
+mod operation;
 mod schema;
 pub use batch::{BatchSpec, DEFAULT_BATCH_RECORDS};
 pub use flow::{Concurrency, OutageSpec};
 pub use formats::{
     CloudEventsSpec, DEFAULT_CLOUDEVENTS_TYPE, Decode, Format, RegistryBasicAuth, RegistryTls,
     SchemaCacheSpec, SchemaRegistrySpec,
+};
+pub use operation::{
+    KafkaConsumerProxyOperation, KafkaConsumerProxyOperationSpec, OffsetMove, OperationStatus,
+    Phase, RedrivePosition, RedriveProgress, RedriveSpec, SeekSpec, SkipSpec, SkippedRecord,
 };
 pub use schema::{RESERVED_CONTAINER_NAME, SELECTOR_LABEL};
 use schema::{
@@ -133,6 +138,14 @@ pub struct KafkaConsumerProxySpec {
     /// Run zero pods without deleting anything; lag keeps being reported.
     #[serde(default, skip_serializing_if = "is_false")]
     pub suspend: bool,
+
+    /// Stop taking records while the pods keep running and keep their partitions: records
+    /// already taken are finished, then nothing is delivered until `paused` is false again,
+    /// when delivery resumes where it stopped. Reaches running pods without restarting them,
+    /// within about a minute (the kubelet's ConfigMap refresh); lag keeps being reported.
+    /// `kubectl kcp pause NAME` sets it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
 
     /// The application's pod template (a standard PodTemplateSpec). Required with
     /// `endpoint.port`; omit it with `endpoint.url` to run the sidecar alone.

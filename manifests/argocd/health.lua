@@ -5,6 +5,9 @@
 -- (operator/src/reconcile/status.rs):
 --   Stalled=True                 -> Degraded    (the user must fix something)
 --   Ready=True reason=Suspended  -> Suspended   (spec.suspend, no pod left)
+--   Ready=True reason=Paused     -> Suspended   (spec.paused: pods run, take no record)
+--   Ready=True reason=OperationInProgress -> Progressing (pods stopped while an operation
+--                                   changes the group's offsets)
 --   Ready=True                   -> Healthy
 --   Reconciling=True             -> Progressing (a rollout, too few pods available, pods stopping)
 -- and Progressing while the operator has not yet reported on the latest generation.
@@ -63,8 +66,10 @@ if stalled ~= nil and stalled.status == "True" then
   return hs
 end
 if ready ~= nil and ready.status == "True" then
-  if ready.reason == "Suspended" then
+  if ready.reason == "Suspended" or ready.reason == "Paused" then
     hs.status = "Suspended"
+  elseif ready.reason == "OperationInProgress" then
+    hs.status = "Progressing"
   else
     hs.status = "Healthy"
   end

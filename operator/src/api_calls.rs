@@ -22,8 +22,20 @@ pub const API_CALLS: &[ApiCall] = &[
     ApiCall {
         group: "kafkaproxy.io",
         resource: "kafkaconsumerproxies",
+        verbs: &["get", "list", "watch", "patch"],
+        why: "run: watch the resources (list+watch); the startup CRD check lists with limit=1; operations::quiesce: merge patch of the hold annotation (metadata only)",
+    },
+    ApiCall {
+        group: "kafkaproxy.io",
+        resource: "kafkaconsumerproxyoperations",
         verbs: &["get", "list", "watch"],
-        why: "run: watch the resources (list+watch); the startup CRD check lists with limit=1",
+        why: "operations: watch the operations; a proxy's reconcile reads the one holding it",
+    },
+    ApiCall {
+        group: "kafkaproxy.io",
+        resource: "kafkaconsumerproxyoperations/status",
+        verbs: &["patch"],
+        why: "operations::controller: each step's progress and result",
     },
     ApiCall {
         group: "kafkaproxy.io",

@@ -36,7 +36,8 @@ mod kafka;
 mod reader;
 pub mod stuck;
 pub use kafka::{
-    KafkaLagSource, KafkaLimits, MAX_PEEKED, Oldest, merge_notes, record_state, seconds_behind,
+    KafkaLagSource, KafkaLimits, ListOffsetsError, MAX_PEEKED, Oldest, base_client_config,
+    list_offsets, merge_notes, record_state, seconds_behind,
 };
 pub use reader::{LagReader, ReadLimits, ResourceKey};
 

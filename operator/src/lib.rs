@@ -15,6 +15,7 @@ pub mod error;
 pub mod lag;
 pub mod leader;
 pub mod metrics;
+pub mod operations;
 pub mod reconcile;
 pub mod run;
 pub mod telemetry;

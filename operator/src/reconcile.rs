@@ -35,7 +35,7 @@ use tracing::{info, warn};
 
 use crate::{
     Error, ErrorKind,
-    lag::{LagObservation, LagReader, LagTarget, ResourceKey, error_chain},
+    lag::{LagObservation, LagReader, ResourceKey, error_chain},
     metrics::{CategoryLabel, Figures, Metrics},
 };
 use build::{BuildOptions, config_map_name, deployment_name, selector_string};
@@ -158,7 +158,7 @@ pub fn backoff(failures: u32) -> Duration {
 struct Converged {
     deployment: Deployment,
     lag: LagObservation,
-    suspended: bool,
+    outcome: Outcome,
 }
 
 async fn reconcile_kcp(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Action, Error> {
@@ -167,14 +167,7 @@ async fn reconcile_kcp(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Action
     let previous = kcp.status.as_ref();
 
     let (outcome, deployment, lag, failure) = match converge(kcp, ctx).await {
-        Ok(c) => (
-            Outcome::Applied {
-                suspended: c.suspended,
-            },
-            Some(c.deployment),
-            c.lag,
-            None,
-        ),
+        Ok(c) => (c.outcome, Some(c.deployment), c.lag, None),
         Err(e) if e.kind() == ErrorKind::InvalidInput => (
             Outcome::Blocked {
                 reason: e.reason().unwrap_or(Reason::InvalidSpec),
@@ -225,6 +218,7 @@ async fn converge(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Converged, 
     )
     .await?;
     v.secrets_hash = secrets.fingerprint;
+    v.quiesced_for = crate::operations::quiesce::holder(&ctx.client, kcp).await?;
 
     // Read and applied as JSON: a typed read would drop pod fields the pinned types lack.
     let config_maps = apply::child_api::<ConfigMap>(&ctx.client, &v.namespace);
@@ -279,22 +273,26 @@ async fn converge(kcp: &KafkaConsumerProxy, ctx: &Context) -> Result<Converged, 
     .map_err(|e| e.naming_template_fields(v.spec.template.as_ref()))?;
     let deployment: Deployment = apply::typed(&deployment, apply::DEPLOYMENTS)?;
 
-    let target = LagTarget {
-        bootstrap_servers: v.config.kafka.bootstrap_servers.clone(),
-        group_id: v.config.kafka.group_id.clone(),
-        topics: v.config.kafka.topics.clone(),
-        dead_letter_topics: v.dead_letter_topics.clone(),
-        protocol: v.config.kafka.security.protocol,
-        sasl_mechanism: v.config.kafka.security.sasl_mechanism,
-    };
+    let target = v.lag_target();
     // The latest figures the reader has; never waits for Kafka.
     let lag = ctx
         .lag
         .observe(&ResourceKey::of(kcp.meta()), target, secrets.credentials);
+    let outcome = if let Some(operation) = &v.quiesced_for {
+        Outcome::Stopped {
+            operation: operation.clone(),
+        }
+    } else if v.spec.paused && !v.spec.suspend {
+        Outcome::Paused
+    } else {
+        Outcome::Applied {
+            suspended: v.spec.suspend,
+        }
+    };
     Ok(Converged {
         deployment,
         lag,
-        suspended: v.spec.suspend,
+        outcome,
     })
 }
 

@@ -12,7 +12,9 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context as _;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
-use kcp_crds::{CRD_PATH, KafkaConsumerProxy};
+use kcp_crds::{
+    CRD_PATH, KafkaConsumerProxy, OPERATION_CRD_PATH, v1alpha1::KafkaConsumerProxyOperation,
+};
 use kube::{
     Api, Client, CustomResourceExt,
     api::ListParams,
@@ -35,6 +37,10 @@ use crate::{
     lag::{KafkaLagSource, KafkaLimits, LagReader, ReadLimits},
     leader::{Elector, Held, LeaseSettings},
     metrics::Metrics,
+    operations::{
+        self,
+        controller::{OpContext, OpLimits},
+    },
     reconcile::{self, Context, build::BuildOptions, build::managed_by_selector},
 };
 
@@ -194,7 +200,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             client.clone(),
             Reporter {
                 controller: FIELD_MANAGER.into(),
-                instance: Some(identity),
+                instance: Some(identity.clone()),
             },
         ),
         metrics.clone(),
@@ -222,6 +228,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         let _ = stop_controller_tx.send(());
     });
+
+    let operations = operations_controller(
+        &client,
+        &args,
+        Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: Some(identity.clone()),
+            },
+        ),
+        (shutdown_rx.clone(), lost_rx.clone()),
+    )
+    .await;
 
     info!(
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
@@ -255,6 +275,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })
         .await;
     info!("Controller stopped");
+    if let Some(operations) = operations {
+        let _ = operations.await;
+    }
 
     let lost = *lost_rx.borrow();
     if let Some((stop_tx, hold)) = leadership {
@@ -268,4 +291,60 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Starts the operations controller (`operations`), stopped by the same signals as the main
+/// one. Without the `KafkaConsumerProxyOperation` CRD, operations are off: a warning says how
+/// to install it, and the proxies are reconciled as before.
+async fn operations_controller(
+    client: &Client,
+    args: &Args,
+    recorder: Recorder,
+    stop: (watch::Receiver<bool>, watch::Receiver<bool>),
+) -> Option<tokio::task::JoinHandle<()>> {
+    let ops: Api<KafkaConsumerProxyOperation> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match ops.list(&ListParams::default().limit(1)).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            warn!(
+                "The CustomResourceDefinition {} is not installed: operations (rewind, skip, \
+                 redrive) are off. Install it with `kubectl apply -f {OPERATION_CRD_PATH}`, then \
+                 restart the operator",
+                KafkaConsumerProxyOperation::crd_name()
+            );
+            return None;
+        }
+        Err(e) => warn!(error = %e, "Listing operations failed; the controller retries"),
+    }
+    let ctx = Arc::new(OpContext {
+        client: client.clone(),
+        recorder,
+        limits: OpLimits::default(),
+    });
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = until_true(stop.0) => {}
+            () = until_true(stop.1) => {}
+        }
+        let _ = stop_tx.send(());
+    });
+    info!("Starting the operations controller");
+    Some(tokio::spawn(
+        Controller::new(ops, watcher::Config::default())
+            .graceful_shutdown_on(stop_rx.map(|_| ()))
+            .run(
+                operations::controller::reconcile,
+                operations::controller::error_policy,
+                ctx,
+            )
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    debug!(error = %e, "Operation reconcile ended with an error");
+                }
+            }),
+    ))
 }

@@ -23,7 +23,7 @@ use kcp_crds::KafkaConsumerProxyStatus;
 use kcp_operator::{
     lag::LagObservation,
     reconcile::{
-        status::Reason,
+        status::{Outcome, Reason},
         testing::{NAME, NAMESPACE},
     },
 };
@@ -39,9 +39,11 @@ const REGENERATE: &str = "KCP_UPDATE_SNAPSHOTS=1 cargo test -p kcp-operator --te
 
 /// Every condition reason the operator writes. `sample_for` matches on each without a
 /// wildcard, so a new `Reason` does not compile until it has a sample here.
-const ALL_REASONS: [Reason; 19] = [
+const ALL_REASONS: [Reason; 21] = [
     Reason::Available,
     Reason::Suspended,
+    Reason::OperationInProgress,
+    Reason::Paused,
     Reason::DeploymentProgressing,
     Reason::ReplicasUnavailable,
     Reason::ProgressDeadlineExceeded,
@@ -66,6 +68,8 @@ fn sample_for(reason: Reason) -> &'static str {
     match reason {
         Reason::Available => "ready",
         Reason::Suspended => "suspended, no pods left",
+        Reason::OperationInProgress => "stopped for an operation",
+        Reason::Paused => "paused",
         Reason::DeploymentProgressing => "rolling out: pods being updated",
         Reason::ReplicasUnavailable => "rolled out, fewer pods available than desired",
         Reason::ProgressDeadlineExceeded => "rollout past its progress deadline",
@@ -300,6 +304,36 @@ fn samples() -> Vec<Sample> {
         stale(&suspended_dep, Some(&suspended)),
         "Suspended",
         "lag not updated",
+    );
+    add(
+        "stopped for an operation",
+        2,
+        status(
+            2,
+            Outcome::Stopped {
+                operation: "orders-rewind-20261129-100000".into(),
+            },
+            Some(&suspended_dep),
+            &fresh,
+            Some(&ready),
+            60,
+        ),
+        progressing,
+        "no pods run while operation orders-rewind-20261129-100000 changes the group's offsets",
+    );
+    add(
+        "paused",
+        2,
+        status(
+            2,
+            Outcome::Paused,
+            Some(&ready_dep),
+            &fresh,
+            Some(&ready),
+            60,
+        ),
+        "Suspended",
+        "paused (spec.paused): 3 of 3 pods available",
     );
     add(
         "rollout past its progress deadline",

@@ -538,7 +538,7 @@ async fn zero_values_the_api_server_drops_cause_no_rewrites() {
 #[test]
 fn every_test_namespace_is_documented_and_cleaned_up() {
     let read = |file: &str| std::fs::read_to_string(e2e_support::repo().join(file)).unwrap();
-    let source = read("operator/tests/e2e_cluster.rs");
+    let source = read("operator/tests/e2e_cluster.rs") + &read("operator/tests/e2e_operations.rs");
     let used: BTreeSet<&str> = source
         .split('"')
         .filter(|s| {

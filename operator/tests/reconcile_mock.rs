@@ -817,3 +817,63 @@ async fn a_schema_registry_secret_needs_consent_and_its_rotation_rolls_the_pods(
     assert!(writes(&fake.take_calls()).contains(&patch(DEPLOYMENT_PATH)));
     assert_ne!(secrets_hash(&fake), before);
 }
+
+#[tokio::test]
+async fn pause_reaches_the_pods_without_a_rollout() {
+    let fake = FakeApi::new();
+    fake.put(KCP_PATH, kcp_json(port_app_spec()));
+    let lag = StubLag::new(0);
+    let (ctx, _) = context(&fake, &lag, REFRESH);
+    reconcile_and_read_lag(&fake, &ctx).await.unwrap();
+    let control = |fake: &FakeApi| {
+        let cm = fake.get(CONFIGMAP_PATH).unwrap();
+        serde_json::from_str::<Value>(cm["data"]["control.json"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(control(&fake), json!({"paused": false}));
+    let template = fake.get(DEPLOYMENT_PATH).unwrap()["spec"]["template"].clone();
+    let sidecar = template["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "kcp-sidecar")
+        .unwrap()
+        .clone();
+    assert!(
+        sidecar["env"].as_array().unwrap().iter().any(
+            |e| e["name"] == "KCP_CONTROL_PATH" && e["value"] == "/etc/kcp/config/control.json"
+        ),
+        "the sidecar is told where the control file is: {sidecar:#}"
+    );
+    fake.take_calls();
+
+    fake.edit(KCP_PATH, |k| {
+        k["spec"]["paused"] = json!(true);
+        k["metadata"]["generation"] = json!(2);
+    });
+    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    let w = writes(&fake.take_calls());
+    assert!(w.contains(&patch(CONFIGMAP_PATH)), "{w:?}");
+    assert!(
+        !w.contains(&patch(DEPLOYMENT_PATH)),
+        "a pause must not roll the pods (they would lose their partitions): {w:?}"
+    );
+    assert_eq!(control(&fake), json!({"paused": true}));
+    assert_eq!(
+        fake.get(DEPLOYMENT_PATH).unwrap()["spec"]["template"],
+        template
+    );
+    fake.mark_deployment_available(DEPLOYMENT_PATH);
+    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    assert_eq!(condition(&fake, "Ready"), ("True".into(), "Paused".into()));
+
+    fake.edit(KCP_PATH, |k| {
+        k["spec"]["paused"] = json!(false);
+        k["metadata"]["generation"] = json!(3);
+    });
+    reconcile(current(&fake), ctx).await.unwrap();
+    assert_eq!(control(&fake), json!({"paused": false}));
+    assert_eq!(
+        condition(&fake, "Ready"),
+        ("True".into(), "Available".into())
+    );
+}

@@ -16,6 +16,11 @@
 //! too, whatever the probe says: the app accepts connections but answers every record with an
 //! error, so taking more records would only make them wait.
 //!
+//! A *pause by request* ([`Gate::set_paused`], from the control file in `control.rs`) stops the
+//! taking of records the same way, but it says nothing about the app: it is not a closure
+//! ([`Gate::closures`]), not time the app was unready ([`Gate::closed_for`], so the replica never
+//! leaves its group for it), and the sidecar's own readiness stays as the app's.
+//!
 //! A *hold* ([`Gate::hold`]) is the app's own notice that it is about to stop: its container's
 //! `preStop` hook calls the admin server's `/drain`. The gate closes, no new request is sent
 //! (`deliver` waits while held), and a successful probe does not reopen it until the probe has
@@ -59,6 +64,8 @@ pub struct Gate {
     open: AtomicBool,
     /// The breaker sees an endpoint outage (`outage.rs`).
     outage: AtomicBool,
+    /// Paused by request (the control file, `control.rs`).
+    paused: AtomicBool,
     /// Set by the poll loop once every assigned partition is actually paused for the gate.
     paused_applied: AtomicBool,
     /// When the gate last closed (`None` while open).
@@ -89,6 +96,7 @@ impl Default for Gate {
         Self {
             open: AtomicBool::new(false),
             outage: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             paused_applied: AtomicBool::new(false),
             closed_since: Mutex::new(Some(Instant::now())),
             closed_ms: AtomicU64::new(0),
@@ -105,9 +113,21 @@ impl Gate {
         self.open.load(Relaxed)
     }
 
-    /// Whether records may be taken from Kafka: the app answers and no endpoint outage is on.
+    /// Whether records may be taken from Kafka: the app answers, no endpoint outage is on and
+    /// no pause was requested.
     pub fn takes_records(&self) -> bool {
-        self.is_open() && !self.outage.load(Relaxed)
+        self.is_open() && !self.outage.load(Relaxed) && !self.paused.load(Relaxed)
+    }
+
+    /// Pauses (`true`) or resumes the taking of records by request; true when that changed.
+    /// The poll loop applies it within its idle wait (`pipeline/poll.rs`, 100 ms).
+    pub fn set_paused(&self, paused: bool) -> bool {
+        self.paused.swap(paused, Relaxed) != paused
+    }
+
+    /// Whether a pause by request is on.
+    pub fn paused(&self) -> bool {
+        self.paused.load(Relaxed)
     }
 
     /// The breaker saw an endpoint outage begin (`true`) or end: no record is taken meanwhile.
@@ -279,6 +299,39 @@ mod hold_tests {
         gate.release_hold();
         assert!(!gate.is_held());
         assert!(gate.may_open());
+    }
+}
+
+#[cfg(test)]
+mod pause_tests {
+    use super::*;
+
+    #[test]
+    fn a_pause_by_request_stops_taking_records_without_closing_the_gate() {
+        let gate = Gate::default();
+        assert!(gate.open());
+        assert!(gate.takes_records() && !gate.paused());
+        assert!(gate.set_paused(true), "a change");
+        assert!(!gate.set_paused(true), "no change");
+        assert!(gate.paused());
+        assert!(!gate.takes_records(), "paused: no record is taken");
+        assert!(gate.is_open(), "the app still answers");
+        assert_eq!(gate.closures(), 0, "a pause is not an app closure");
+        assert_eq!(gate.closed_for(), None, "nor counted as the app not ready");
+        assert!(gate.set_paused(false));
+        assert!(gate.takes_records());
+        assert_eq!(gate.closures(), 0);
+    }
+
+    #[test]
+    fn resuming_does_not_open_a_gate_the_app_keeps_closed() {
+        let gate = Gate::default();
+        gate.set_paused(true);
+        gate.set_paused(false);
+        assert!(!gate.takes_records(), "the app never answered");
+        gate.open();
+        gate.set_outage(true);
+        assert!(!gate.takes_records(), "an outage still holds it");
     }
 }
 

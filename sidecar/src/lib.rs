@@ -7,7 +7,7 @@
 //! [`forward::cloudevents`] and [`decode`], with the schema registry client) → [`deadletter`] (producer) →
 //! [`offsets`] (pure commit bookkeeping) → [`commit`] (the only code that commits). [`pipeline`]
 //! wires them and is the one entry point: [`Pipeline`] / [`run`]. [`stats`] is the observability
-//! handle; [`gate`] pauses consumption while the app does not answer; [`admin`] serves probes,
+//! handle; [`gate`] pauses consumption while the app does not answer, and [`control`] on request; [`admin`] serves probes,
 //! [`metrics`] and status; [`telemetry`] sets up logs; [`unwind`] catches the panics that must not stop it; [`demo`] is the self-contained demo. The delivery
 //! contract is written down in ARCHITECTURE.md ("The delivery contract").
 
@@ -15,6 +15,7 @@ pub mod admin;
 pub mod commit;
 pub mod concurrency;
 pub mod consumer;
+pub mod control;
 pub mod deadletter;
 pub mod decode;
 pub mod deliver;

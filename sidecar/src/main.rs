@@ -20,8 +20,9 @@ use kcp_crds::{
 use kcp_sidecar::{
     PipelineError,
     consumer::Identity,
+    control::CONTROL_PATH_ENV,
     demo,
-    serve::{runtime, serve},
+    serve::{Options, runtime, serve},
     telemetry,
 };
 use tokio_util::sync::CancellationToken;
@@ -50,6 +51,11 @@ struct Args {
     /// its shutdown the sidecar waits briefly to answer that call.
     #[arg(long, env = DRAIN_HOOK_ENV, default_value_t = false)]
     drain_hook: bool,
+    /// The control file the operator mounts (`/etc/kcp/control/control.json`):
+    /// `{"paused": true}` stops taking records, keeping the partitions; read every 2 s. Never
+    /// paused without it.
+    #[arg(long, env = CONTROL_PATH_ENV)]
+    control: Option<PathBuf>,
     /// Log format, overriding the config's `log.format`: json or plain.
     #[arg(long, env = "KCP_LOG_FORMAT", value_parser = telemetry::parse_format)]
     log_format: Option<LogFormat>,
@@ -103,9 +109,12 @@ fn main() -> ExitCode {
     let result = runtime().context("starting the runtime").and_then(|rt| {
         rt.block_on(run(
             config,
-            Identity {
-                pod_name: args.pod_name,
-                group_instance_id: args.group_instance_id,
+            Options {
+                identity: Identity {
+                    pod_name: args.pod_name,
+                    group_instance_id: args.group_instance_id,
+                },
+                control: args.control,
             },
             args.drain_hook,
         ))
@@ -126,13 +135,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: SidecarConfig, identity: Identity, drain_hook: bool) -> anyhow::Result<()> {
+async fn run(config: SidecarConfig, options: Options, drain_hook: bool) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // Installed before the pipeline starts (and so before anything is logged): from then on a
     // SIGTERM always drains.
     let signals = Signals::install().context("installing signal handlers")?;
     tokio::spawn(watch_signals(signals, shutdown.clone()));
-    serve(config, identity, drain_hook, shutdown, |_| {})
+    serve(config, options, drain_hook, shutdown, |_| {})
         .await
         .context("running the pipeline")
 }

@@ -346,6 +346,12 @@ impl Collector for StatsCollector {
         )?;
         gauge(
             &mut e,
+            "paused",
+            "1 while a pause was requested (the control file): no record is taken, the partitions stay assigned",
+            i64::from(s.paused),
+        )?;
+        gauge(
+            &mut e,
             "concurrency_limit",
             "Requests to the app allowed in flight now: maxInFlight, or the adaptive limit under it",
             i64::try_from(s.concurrency_limit).unwrap_or(i64::MAX),
@@ -386,7 +392,7 @@ impl Collector for StatsCollector {
         gauge(
             &mut e,
             "paused_partitions",
-            "Assigned partitions the sidecar is not taking records from (their buffer full, stalled, or the app not ready)",
+            "Assigned partitions the sidecar is not taking records from (their buffer full, stalled, the app not ready, or paused by request)",
             s.partitions
                 .values()
                 .filter(|p| p.paused || p.stalled.is_some() || s.gate_paused)
@@ -487,7 +493,7 @@ impl Collector for StatsCollector {
             let g = ConstGauge::new(0i64);
             let mut d = e.encode_descriptor(
                 "partition_paused",
-                "1 when the sidecar is not taking the partition's records (its buffer full, stalled, or the app not ready)",
+                "1 when the sidecar is not taking the partition's records (its buffer full, stalled, the app not ready, or paused by request)",
                 None,
                 g.metric_type(),
             )?;

@@ -17,6 +17,7 @@ mod poll;
 mod rebalance;
 
 use std::{
+    path::PathBuf,
     sync::{Arc, Mutex, OnceLock, Weak},
     time::Duration,
 };
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     consumer::{ConsumerCtx, ConsumerError},
+    control::Watch,
     deadletter::{DeadLetter, DeadLetterError},
     deliver::Deliverer,
     dispatch::{
@@ -79,6 +81,8 @@ type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 pub struct Pipeline {
     config: SidecarConfig,
     identity: crate::consumer::Identity,
+    /// The control file (`control.rs`); never paused without one.
+    control: Option<PathBuf>,
     abort: CancellationToken,
     stats: Arc<Stats>,
     env: Env,
@@ -89,6 +93,7 @@ impl Pipeline {
         Self {
             config,
             identity: Default::default(),
+            control: None,
             abort: CancellationToken::new(),
             stats: Arc::new(Stats::default()),
             env: Arc::new(|name| std::env::var(name).ok()),
@@ -99,6 +104,13 @@ impl Pipeline {
     /// `group.instance.id` only when there is one.
     pub fn identity(mut self, identity: crate::consumer::Identity) -> Self {
         self.identity = identity;
+        self
+    }
+
+    /// Pauses and resumes by request as the control file at `path` says (`control.rs`): read
+    /// before the first record is taken, then every 2 s until the shutdown.
+    pub fn control(mut self, path: impl Into<PathBuf>) -> Self {
+        self.control = Some(path.into());
         self
     }
 
@@ -144,6 +156,18 @@ impl Pipeline {
             let stats = Arc::clone(&stats);
             let stop = gate_stop.clone();
             tokio::spawn(async move { prober.run(&stats.gate, stop).await });
+        }
+        if let Some(path) = self.control {
+            // Read before the poll thread starts: a sidecar started paused takes nothing.
+            let mut watch = Watch::new(path);
+            watch.read_now(&stats.gate).await;
+            let (stats, shutdown, stop) = (Arc::clone(&stats), shutdown.clone(), gate_stop.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = watch.run(&stats.gate, shutdown) => {}
+                    _ = stop.cancelled() => {}
+                }
+            });
         }
         {
             // The shutdown's deadline counts from the signal, whatever the poll thread is doing

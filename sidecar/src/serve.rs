@@ -5,7 +5,7 @@
 //! the benchmark measures is what runs in pods. Owns no signal handling: the caller decides
 //! what cancels `shutdown` (SIGTERM in the binary, stdin EOF in the benchmark).
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use kcp_crds::SidecarConfig;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,16 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// This process's settings from its flags and environment, beside the config file.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Who the consumer is in its group.
+    pub identity: crate::consumer::Identity,
+    /// The control file that pauses and resumes consumption (`control.rs`); never paused
+    /// without one.
+    pub control: Option<PathBuf>,
+}
+
 /// How long the sidecar waits after its shutdown for the app's `preStop` hook to collect its
 /// answer (`/drain`), when the pod has the hook: the kubelet calls it and signals the sidecar at
 /// about the same moment, so the call normally arrives long before this.
@@ -39,7 +49,7 @@ pub const HOOK_LINGER: Duration = Duration::from_secs(5);
 /// after the shutdown for that call to be answered.
 pub async fn serve(
     config: SidecarConfig,
-    identity: crate::consumer::Identity,
+    options: Options,
     drain_hook: bool,
     shutdown: CancellationToken,
     on_stats: impl FnOnce(Arc<Stats>),
@@ -49,7 +59,10 @@ pub async fn serve(
     // A revoke blocks the poll loop for up to drainTimeout: liveness must not kill a drain.
     let health_threshold = DEFAULT_HEALTH_THRESHOLD
         .max(config.delivery.drain_timeout.as_std() + Duration::from_secs(10));
-    let pipeline = Pipeline::new(config).identity(identity);
+    let mut pipeline = Pipeline::new(config).identity(options.identity);
+    if let Some(path) = options.control {
+        pipeline = pipeline.control(path);
+    }
     on_stats(pipeline.stats());
     // Probes and metrics stay up until the pipeline has drained and committed. A port that cannot
     // be bound does not stop consumption (nothing is lost by it); the probes fail, so it shows.

@@ -318,8 +318,12 @@ pub struct StatsSnapshot {
     pub librdkafka_reports: u64,
     /// Whether the app answers (readiness gate open).
     pub gate_open: bool,
-    /// Whether every assigned partition is paused because the app does not answer.
+    /// Whether every assigned partition is paused because the app does not answer, an endpoint
+    /// outage is on or a pause was requested.
     pub gate_paused: bool,
+    /// Whether a pause was requested (the control file, `control.rs`): no record is taken while
+    /// it lasts; the partitions stay assigned.
+    pub paused: bool,
     /// Time fetching was paused for the app, startup included, in milliseconds.
     pub app_not_ready_ms: u64,
     /// Times the app stopped answering after it had answered.
@@ -579,6 +583,7 @@ impl Stats {
             librdkafka_reports: self.librdkafka_reports.load(Relaxed),
             gate_open: self.gate.is_open(),
             gate_paused: self.gate.paused_applied(),
+            paused: self.gate.paused(),
             app_not_ready_ms: self.gate.closed_time().as_millis() as u64,
             app_outages: self.gate.closures(),
             concurrency_limit: self.concurrency_limit.load(Relaxed),

@@ -55,7 +55,11 @@ pub struct ApiServer {
 
 impl ApiServer {
     pub fn new() -> Self {
-        let schema = crd_schema();
+        Self::for_schema(crd_schema())
+    }
+
+    /// The admission of another CRD's `openAPIV3Schema`.
+    pub fn for_schema(schema: Value) -> Self {
         let mut strict_schema = strict(&schema);
         // The API server checks these itself; they are not part of the CRD's schema.
         for (field, ty) in [

@@ -203,7 +203,10 @@ fn schema_size(node: &Value) -> f64 {
             count(node, "maxProperties", 8.0)
         }
         Some("integer" | "number" | "boolean") => 1.0,
-        // Objects compared whole, int-or-string and untyped values: assume the worst.
+        // An object compared whole (`self == oldSelf`, the immutability rule of the Kubernetes
+        // docs): the API server sizes it as at most the request.
+        Some("object") => MAX_REQUEST_BYTES - 2.0,
+        // Int-or-string and untyped values: assume the worst.
         _ => f64::INFINITY,
     }
 }

@@ -28,6 +28,16 @@ mod peek;
 pub use commits::{merge_notes, record_state};
 pub use peek::{MAX_PEEKED, Oldest, seconds_behind};
 
+/// The connection settings of `target` with `credentials`, without a group: the base every
+/// client of the operator's operations starts from (`operations`).
+pub fn base_client_config(
+    target: &LagTarget,
+    credentials: &Credentials,
+    call_timeout: std::time::Duration,
+) -> rdkafka::ClientConfig {
+    clients::client_config(target, credentials, call_timeout, None)
+}
+
 use std::{
     collections::{BTreeSet, HashMap},
     sync::Arc,
@@ -182,14 +192,15 @@ fn read_lag(
 
     // 3. Watermarks: high of every partition, low where needed.
     let all: Vec<_> = source.iter().chain(&dead_letter).cloned().collect();
-    let high = list_offsets(cluster, &all, Offset::End, budget()?)?;
+    let high = list_offsets(cluster, &all, Offset::End, budget()?).map_err(lag_error(all.len()))?;
     let need_low: Vec<_> = source
         .iter()
         .filter(|tp| !committed.contains_key(*tp))
         .chain(&dead_letter)
         .cloned()
         .collect();
-    let low = list_offsets(cluster, &need_low, Offset::Beginning, budget()?)?;
+    let low = list_offsets(cluster, &need_low, Offset::Beginning, budget()?)
+        .map_err(lag_error(need_low.len()))?;
 
     let watermark = |map: &HashMap<(String, i32), i64>, tp: &(String, i32)| {
         map.get(tp).copied().ok_or_else(|| LagError::NoWatermark {
@@ -344,37 +355,44 @@ fn committed(
     Ok(out)
 }
 
+/// Why [`list_offsets`] failed: the request, or one partition's answer.
+#[derive(Debug)]
+pub enum ListOffsetsError {
+    Call(rdkafka::error::KafkaError),
+    Partition {
+        topic: String,
+        partition: i32,
+        source: rdkafka::error::KafkaError,
+    },
+}
+
 /// The high (`Offset::End`) or low (`Offset::Beginning`) watermark of each partition: one
-/// ListOffsets request per partition leader.
-fn list_offsets(
+/// ListOffsets request per partition leader. A partition the broker did not answer for is left
+/// out (the caller reports it as missing). Shared by the lag reads and redrive.
+pub fn list_offsets(
     consumer: &BaseConsumer,
     partitions: &[(String, i32)],
     at: Offset,
     timeout: Duration,
-) -> Result<HashMap<(String, i32), i64>, LagError> {
+) -> Result<HashMap<(String, i32), i64>, ListOffsetsError> {
     if partitions.is_empty() {
         return Ok(HashMap::new());
     }
-    let call_error = |source| LagError::Watermarks {
-        partitions: partitions.len(),
-        source,
-    };
     let mut tpl = TopicPartitionList::with_capacity(partitions.len());
     for (t, p) in partitions {
-        tpl.add_partition_offset(t, *p, at).map_err(call_error)?;
+        tpl.add_partition_offset(t, *p, at)
+            .map_err(ListOffsetsError::Call)?;
     }
     let answered = consumer
         .offsets_for_times(tpl, timeout)
-        .map_err(call_error)?;
+        .map_err(ListOffsetsError::Call)?;
     let mut out = HashMap::with_capacity(partitions.len());
     for e in answered.elements() {
-        e.error().map_err(|source| LagError::Partition {
+        e.error().map_err(|source| ListOffsetsError::Partition {
             topic: e.topic().to_owned(),
             partition: e.partition(),
             source,
         })?;
-        // A partition the broker did not answer for keeps the special offset it was asked
-        // with; `watermark` then reports it as missing.
         if let Offset::Offset(n) = e.offset()
             && n >= 0
         {
@@ -382,4 +400,20 @@ fn list_offsets(
         }
     }
     Ok(out)
+}
+
+/// [`list_offsets`]'s failure as a lag read's.
+fn lag_error(partitions: usize) -> impl Fn(ListOffsetsError) -> LagError {
+    move |e| match e {
+        ListOffsetsError::Call(source) => LagError::Watermarks { partitions, source },
+        ListOffsetsError::Partition {
+            topic,
+            partition,
+            source,
+        } => LagError::Partition {
+            topic,
+            partition,
+            source,
+        },
+    }
 }

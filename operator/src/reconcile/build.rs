@@ -20,7 +20,7 @@ use k8s_openapi::{
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
-use kcp_crds::config::CONFIG_FILE_NAME;
+use kcp_crds::config::{CONFIG_FILE_NAME, CONTROL_FILE_NAME};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -145,10 +145,14 @@ pub fn managed_by_selector() -> String {
 pub fn build(v: &Validated, opts: &BuildOptions) -> Children {
     let mut config_map = ConfigMap {
         metadata: child_meta(v, config_map_name(&v.name)),
-        data: Some(BTreeMap::from([(
-            CONFIG_FILE_NAME.to_owned(),
-            v.config_json.clone(),
-        )])),
+        data: Some(BTreeMap::from([
+            (CONFIG_FILE_NAME.to_owned(), v.config_json.clone()),
+            // Not in the config hash: a pause reaches running pods without restarting them.
+            (
+                CONTROL_FILE_NAME.to_owned(),
+                serde_json::json!({ "paused": v.spec.paused }).to_string(),
+            ),
+        ])),
         ..ConfigMap::default()
     };
     stamp_applied_hash(&mut config_map, |o| &mut o.metadata, &[]);
@@ -156,7 +160,11 @@ pub fn build(v: &Validated, opts: &BuildOptions) -> Children {
     let mut deployment = Deployment {
         metadata: child_meta(v, deployment_name(&v.name)),
         spec: Some(DeploymentSpec {
-            replicas: Some(if v.spec.suspend { 0 } else { v.spec.replicas }),
+            replicas: Some(if v.spec.suspend || v.quiesced_for.is_some() {
+                0
+            } else {
+                v.spec.replicas
+            }),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(&v.name)),
                 ..LabelSelector::default()

@@ -41,6 +41,10 @@ pub enum Reason {
     Available,
     /// `spec.suspend` is set and no pod runs.
     Suspended,
+    /// An operation (rewind, fast-forward, skip) stopped the pods while it changes offsets.
+    OperationInProgress,
+    /// `spec.paused` is set: the pods run and take no record.
+    Paused,
     /// The Deployment is being created or rolled out.
     DeploymentProgressing,
     /// Rolled out, but fewer pods are available than desired.
@@ -82,6 +86,8 @@ impl Reason {
         match self {
             Self::Available => "Available",
             Self::Suspended => "Suspended",
+            Self::OperationInProgress => "OperationInProgress",
+            Self::Paused => "Paused",
             Self::DeploymentProgressing => "DeploymentProgressing",
             Self::ReplicasUnavailable => "ReplicasUnavailable",
             Self::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
@@ -108,6 +114,10 @@ impl Reason {
 pub enum Outcome {
     /// Children applied (or already as desired).
     Applied { suspended: bool },
+    /// Children applied with no pods while an operation changes the group's offsets.
+    Stopped { operation: String },
+    /// Children applied; `spec.paused` keeps the pods from taking records.
+    Paused,
     /// Stopped on something the user must fix.
     Blocked { reason: Reason, message: String },
 }
@@ -174,7 +184,7 @@ pub fn compute(input: &Input<'_>) -> KafkaConsumerProxyStatus {
             previous.and_then(|p| p.replicas).unwrap_or(0),
             previous.and_then(|p| p.ready_replicas).unwrap_or(0),
         ),
-        (None, Outcome::Applied { .. }) => (0, 0),
+        (None, _) => (0, 0),
     };
 
     let (lag, dead_letter) = lag_figures(input);
@@ -199,17 +209,28 @@ fn kstatus(input: &Input<'_>) -> (Cond, Cond, Cond) {
             (false, *reason, "waiting for the problem to be fixed".into()),
             (true, *reason, message.clone()),
         ),
-        Outcome::Applied { suspended } => match rollout(input.deployment) {
+        outcome => match rollout(input.deployment) {
             Rollout::Available(msg) => {
-                let reason = if *suspended {
-                    Reason::Suspended
-                } else {
-                    Reason::Available
-                };
-                let msg = if *suspended {
-                    "suspended: no pods run; lag is still reported".to_owned()
-                } else {
-                    msg
+                let (reason, msg) = match outcome {
+                    Outcome::Applied { suspended: true } => (
+                        Reason::Suspended,
+                        "suspended: no pods run; lag is still reported".to_owned(),
+                    ),
+                    Outcome::Stopped { operation } => (
+                        Reason::OperationInProgress,
+                        format!(
+                            "no pods run while operation {operation} changes the group's \
+                             offsets; they start again when it ends"
+                        ),
+                    ),
+                    Outcome::Paused => (
+                        Reason::Paused,
+                        format!(
+                            "paused (spec.paused): {msg}; the pods keep their partitions and \
+                             take no record until spec.paused is false"
+                        ),
+                    ),
+                    _ => (Reason::Available, msg),
                 };
                 (
                     (true, reason, msg.clone()),

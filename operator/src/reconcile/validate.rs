@@ -50,6 +50,22 @@ pub struct Validated {
     /// Fingerprint of the referenced Secrets' values (`secrets.rs`), filled in once they were
     /// read; a pod-template annotation, so a rotated Secret rolls the pods.
     pub secrets_hash: Option<String>,
+    /// The operation that holds the pods stopped (`operations`), filled in once it was read.
+    pub quiesced_for: Option<String>,
+}
+
+impl Validated {
+    /// What the operator reads in Kafka for this resource: its cluster, group and topics.
+    pub fn lag_target(&self) -> crate::lag::LagTarget {
+        crate::lag::LagTarget {
+            bootstrap_servers: self.config.kafka.bootstrap_servers.clone(),
+            group_id: self.config.kafka.group_id.clone(),
+            topics: self.config.kafka.topics.clone(),
+            dead_letter_topics: self.dead_letter_topics.clone(),
+            protocol: self.config.kafka.security.protocol,
+            sasl_mechanism: self.config.kafka.security.sasl_mechanism,
+        }
+    }
 }
 
 /// Everything wrong with a spec, for the `InvalidSpec` condition and Warning Event.
@@ -160,6 +176,7 @@ pub fn validate(kcp: &KafkaConsumerProxy) -> Result<Validated, InvalidSpec> {
                 template_unknown,
                 dead_letter_topics,
                 secrets_hash: None,
+                quiesced_for: None,
             })
         }
         _ => Err(InvalidSpec { problems }),

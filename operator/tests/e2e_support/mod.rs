@@ -134,20 +134,21 @@ pub async fn stop_installed_operator(client: &Client) {
     .await;
 }
 
-/// Waits until the API server serves the CRD.
+/// Waits until the API server serves both CRDs.
 pub async fn crd_established(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(
-            crds,
-            "kafkaconsumerproxies.kafkaproxy.io",
-            conditions::is_crd_established(),
-        ),
-    )
-    .await
-    .expect("the CRD to be established within 60 s")
-    .unwrap();
+    for name in [
+        "kafkaconsumerproxies.kafkaproxy.io",
+        "kafkaconsumerproxyoperations.kafkaproxy.io",
+    ] {
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(crds.clone(), name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the CRD {name} to be established within 60 s"))
+        .unwrap();
+    }
 }
 
 /// Installs the shipped manifests once per test run, then stops the installed operator.

@@ -227,7 +227,7 @@ impl FakeApi {
             method: method.clone(),
             path: path.clone(),
             query,
-            content_type,
+            content_type: content_type.clone(),
             raw_body,
             body: body.clone(),
         });
@@ -258,6 +258,23 @@ impl FakeApi {
                 *v += 1;
                 object["metadata"]["resourceVersion"] = json!(v.to_string());
                 respond(200, object)
+            }
+            ("PATCH", Some(patch))
+                if content_type.as_deref() == Some("application/merge-patch+json") =>
+            {
+                let Some(mut object) = self.get(&path) else {
+                    return respond(404, &status_json(404, "NotFound", "not found"));
+                };
+                let expected = &patch["metadata"]["resourceVersion"];
+                if !expected.is_null() && *expected != object["metadata"]["resourceVersion"] {
+                    return respond(
+                        409,
+                        &status_json(409, "Conflict", "the object has been modified"),
+                    );
+                }
+                merge_patch(&mut object, &patch);
+                self.put(&path, object);
+                respond(200, &self.get(&path).unwrap())
             }
             ("PATCH", Some(applied)) => {
                 if let Some(refusal) = self.refusal(&applied) {
@@ -349,6 +366,24 @@ impl FakeApi {
             ),
             "code": 500
         }))
+    }
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Some(fields) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    for (k, v) in fields {
+        if v.is_null() {
+            target.as_object_mut().unwrap().remove(k);
+        } else {
+            merge_patch(&mut target[k.as_str()], v);
+        }
     }
 }
 

@@ -547,12 +547,13 @@ fn commit_ahead(consumer: &Arc<BaseConsumer<ConsumerCtx>>, shared: &Shared) -> b
     }
 }
 
-/// Applies the readiness gate (`gate.rs`) to the consumer: while the app does not answer, every
-/// assigned partition is paused (the consumer keeps polling, so it stays in the group) and no
-/// record is taken; when it answers again, every assigned partition is resumed (a full buffer
-/// is handled by not reading its queue, never by pausing). Re-applied after each rebalance, so a
-/// partition assigned while the gate is closed starts paused and one assigned while it is open
-/// never stays paused from an earlier assignment.
+/// Applies the readiness gate (`gate.rs`) to the consumer: while the app does not answer, an
+/// endpoint outage is on or a pause was requested (`control.rs`), every assigned partition is
+/// paused (the consumer keeps polling, so it stays in the group) and no record is taken; when
+/// that ends, every assigned partition is resumed (a full buffer is handled by not reading its
+/// queue, never by pausing). Re-applied after each rebalance, so a partition assigned while the
+/// gate is closed starts paused and one assigned while it is open never stays paused from an
+/// earlier assignment.
 #[derive(Default)]
 struct GateSync {
     /// Whether the partitions are paused for the gate.
@@ -579,7 +580,7 @@ impl GateSync {
                     if self.paused {
                         info!(
                             partitions = tpl.count(),
-                            "App answers again; resumed fetching"
+                            "Taking records again; resumed fetching"
                         );
                     }
                     self.paused = false;
@@ -603,7 +604,8 @@ impl GateSync {
                     if !self.paused {
                         info!(
                             partitions = tpl.count(),
-                            "App not ready or endpoint outage; paused fetching of every assigned partition"
+                            paused_by_request = gate.paused(),
+                            "App not ready, endpoint outage or paused by request; paused fetching of every assigned partition"
                         );
                     }
                     self.paused = true;

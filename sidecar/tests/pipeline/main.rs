@@ -17,6 +17,7 @@ mod lifecycle;
 mod lost;
 mod ordering;
 mod outage;
+mod pause;
 mod reported;
 mod retention;
 mod shutdown;

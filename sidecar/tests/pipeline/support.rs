@@ -63,8 +63,13 @@ pub struct Running {
 
 impl Running {
     pub fn start(config: SidecarConfig) -> Self {
+        Self::start_with(config, |p| p)
+    }
+
+    /// [`Running::start`] with the pipeline's other settings (`build`), e.g. a control file.
+    pub fn start_with(config: SidecarConfig, build: impl FnOnce(Pipeline) -> Pipeline) -> Self {
         let (shutdown, abort) = (CancellationToken::new(), CancellationToken::new());
-        let pipeline = Pipeline::new(config).abort_on(abort.clone());
+        let pipeline = build(Pipeline::new(config)).abort_on(abort.clone());
         let stats = pipeline.stats();
         let task = tokio::spawn(pipeline.run(shutdown.clone()));
         Self {

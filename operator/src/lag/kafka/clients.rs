@@ -187,7 +187,7 @@ fn key_kind(key: &Key) -> &'static str {
     }
 }
 
-fn client_config(
+pub(super) fn client_config(
     target: &LagTarget,
     c: &Credentials,
     call_timeout: Duration,

@@ -17,9 +17,9 @@ use k8s_openapi::{
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
 use kcp_crds::config::{
-    CONFIG_FILE_NAME, CONFIG_MOUNT_DIR, CONFIG_PATH_ENV, DRAIN_HOOK_ENV, POD_NAME_ENV,
-    REGISTRY_TLS_MOUNT_DIR, SASL_PASSWORD_ENV, SASL_USERNAME_ENV, SCHEMA_REGISTRY_PASSWORD_ENV,
-    SCHEMA_REGISTRY_USERNAME_ENV, TLS_MOUNT_DIR,
+    CONFIG_FILE_NAME, CONFIG_MOUNT_DIR, CONFIG_PATH_ENV, CONTROL_FILE_NAME, CONTROL_PATH_ENV,
+    DRAIN_HOOK_ENV, POD_NAME_ENV, REGISTRY_TLS_MOUNT_DIR, SASL_PASSWORD_ENV, SASL_USERNAME_ENV,
+    SCHEMA_REGISTRY_PASSWORD_ENV, SCHEMA_REGISTRY_USERNAME_ENV, TLS_MOUNT_DIR,
 };
 
 use super::{
@@ -41,6 +41,12 @@ pub(super) fn sidecar_container(v: &Validated, opts: &BuildOptions, drain_hook: 
         EnvVar {
             name: CONFIG_PATH_ENV.to_owned(),
             value: Some(format!("{CONFIG_MOUNT_DIR}/{CONFIG_FILE_NAME}")),
+            value_from: None,
+        },
+        // Read again every few seconds: the kubelet updates it in place (not a subPath mount).
+        EnvVar {
+            name: CONTROL_PATH_ENV.to_owned(),
+            value: Some(format!("{CONFIG_MOUNT_DIR}/{CONTROL_FILE_NAME}")),
             value_from: None,
         },
         EnvVar {
@@ -177,11 +183,15 @@ pub(super) fn sidecar_volumes(v: &Validated) -> Vec<Volume> {
         name: CONFIG_VOLUME.to_owned(),
         config_map: Some(ConfigMapVolumeSource {
             name: config_map_name(&v.name),
-            items: Some(vec![KeyToPath {
-                key: CONFIG_FILE_NAME.to_owned(),
-                path: CONFIG_FILE_NAME.to_owned(),
-                mode: None,
-            }]),
+            items: Some(
+                [CONFIG_FILE_NAME, CONTROL_FILE_NAME]
+                    .map(|file| KeyToPath {
+                        key: file.to_owned(),
+                        path: file.to_owned(),
+                        mode: None,
+                    })
+                    .to_vec(),
+            ),
             ..ConfigMapVolumeSource::default()
         }),
         ..Volume::default()
