@@ -149,6 +149,31 @@ impl DeadLetter {
     }
 }
 
+/// The consumer group whose dead letters a proxy shows: `spec.kafka.groupId`, else
+/// `<namespace>.<name>` (the operator's default).
+pub fn group_of(p: &kcp_crds::KafkaConsumerProxy) -> String {
+    p.spec.kafka.group_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}.{}",
+            p.metadata.namespace.as_deref().unwrap_or_default(),
+            p.metadata.name.as_deref().unwrap_or_default()
+        )
+    })
+}
+
+/// The records `group` dead-lettered (by their `kcp-dlq-group`; a record without one is
+/// kept), and how many other groups' were left out: a dead-letter topic can be shared by every
+/// proxy of a topic (`<topic>-dlq`).
+pub fn of_group(records: Vec<DeadLetter>, group: &str) -> (Vec<DeadLetter>, usize) {
+    let before = records.len();
+    let kept: Vec<DeadLetter> = records
+        .into_iter()
+        .filter(|r| r.header("kcp-dlq-group").is_none_or(|g| g == group))
+        .collect();
+    let others = before - kept.len();
+    (kept, others)
+}
+
 /// The offset to start reading a partition at to get its last `limit` records.
 pub fn start_offset(low: i64, high: i64, limit: u16) -> i64 {
     high.saturating_sub(i64::from(limit)).max(low)
@@ -170,6 +195,34 @@ pub fn newest(mut records: Vec<DeadLetter>, limit: usize) -> Vec<DeadLetter> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_proxys_group_is_listed() {
+        let dead = |offset, group: Option<&str>| DeadLetter {
+            topic: "orders-dlq".into(),
+            partition: 0,
+            offset,
+            timestamp: None,
+            key: None,
+            value: None,
+            headers: group
+                .map(|g| vec![("kcp-dlq-group".to_owned(), Some(g.as_bytes().to_vec()))])
+                .unwrap_or_default(),
+        };
+        let (kept, others) = of_group(
+            vec![
+                dead(1, Some("shop.orders")),
+                dead(2, Some("shop.audit")),
+                dead(3, None),
+            ],
+            "shop.orders",
+        );
+        assert_eq!(
+            kept.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![1, 3]
+        );
+        assert_eq!(others, 1);
+    }
 
     #[test]
     fn coordinates() {

@@ -11,7 +11,7 @@ use kcp_crds::{KafkaConsumerProxy, v1alpha1::Phase};
 
 use crate::{
     cli::Cli,
-    dlq::{Coordinates, dead_letter_topics},
+    dlq::{Coordinates, dead_letter_topics, group_of, of_group},
     error::Error,
     kafka::{self, KafkaAccess, KafkaError, Limits},
     kube::{Kube, kubeconfig},
@@ -287,10 +287,22 @@ async fn list(
             read.incomplete.join(", ")
         )?;
     }
-    if read.records.is_empty() {
-        writeln!(out, "No dead letters in {}.", topics.topics.join(", "))?;
+    let group = group_of(p);
+    let (records, others) = of_group(read.records, &group);
+    if others > 0 {
+        writeln!(
+            err,
+            "note: {others} of the records read were dead-lettered by other consumer groups (not {group}) and are left out"
+        )?;
+    }
+    if records.is_empty() {
+        writeln!(
+            out,
+            "No dead letters of {group} in {}.",
+            topics.topics.join(", ")
+        )?;
     } else {
-        out.write_all(render::dlq::listing(&read.records).as_bytes())?;
+        out.write_all(render::dlq::listing(&records).as_bytes())?;
         writeln!(
             err,
             "(newest first; `kubectl kcp dlq {proxy} --show TOPIC/PARTITION/OFFSET` prints one in full)"
