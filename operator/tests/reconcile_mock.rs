@@ -877,3 +877,42 @@ async fn pause_reaches_the_pods_without_a_rollout() {
         ("True".into(), "Available".into())
     );
 }
+
+#[tokio::test]
+async fn a_hold_stops_the_pods_only_while_its_operation_runs() {
+    const OP_PATH: &str =
+        "/apis/kafkaproxy.io/v1alpha1/namespaces/shop/kafkaconsumerproxyoperations/rewind";
+    let fake = FakeApi::new();
+    let mut held = kcp_json(url_spec());
+    held["spec"]["replicas"] = json!(3);
+    held["metadata"]["annotations"] = json!({"kafkaproxy.io/stopped-for-operation": "rewind"});
+    fake.put(KCP_PATH, held);
+    let lag = StubLag::new(0);
+    let (ctx, _) = context(&fake, &lag, REFRESH);
+    let replicas = |fake: &FakeApi| fake.get(DEPLOYMENT_PATH).unwrap()["spec"]["replicas"].clone();
+
+    // The operation named is gone (deleted, or never created): the hold is ignored.
+    reconcile_and_read_lag(&fake, &ctx).await.unwrap();
+    assert_eq!(replicas(&fake), 3);
+
+    let op = json!({
+        "apiVersion": "kafkaproxy.io/v1alpha1", "kind": "KafkaConsumerProxyOperation",
+        "metadata": {"name": "rewind", "namespace": "shop"},
+        "spec": {"proxy": "orders", "rewind": {"toEarliest": true}},
+        "status": {"phase": "Quiescing"}
+    });
+    fake.put(OP_PATH, op);
+    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    assert_eq!(replicas(&fake), 0, "an unfinished operation stops the pods");
+    fake.mark_deployment_available(DEPLOYMENT_PATH);
+    reconcile(current(&fake), ctx.clone()).await.unwrap();
+    assert_eq!(
+        condition(&fake, "Ready"),
+        ("True".into(), "OperationInProgress".into())
+    );
+
+    // Finished, even with the annotation left behind: the pods come back.
+    fake.edit(OP_PATH, |o| o["status"]["phase"] = json!("Succeeded"));
+    reconcile(current(&fake), ctx).await.unwrap();
+    assert_eq!(replicas(&fake), 3);
+}

@@ -96,12 +96,13 @@ pub struct KafkaConsumerProxyOperationSpec {
 ))]
 #[serde(rename_all = "camelCase")]
 pub struct SeekSpec {
-    /// The first record at or after this time (RFC 3339, e.g. `2026-11-29T10:00:00Z`); a
-    /// partition with no record since then moves to its end.
+    /// The first record at or after this time (RFC 3339, e.g. `2026-11-29T10:00:00Z`); for a
+    /// partition with no record since then, its end (where a fast-forward moves it and a rewind
+    /// leaves it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_time: Option<Time>,
-    /// This offset (needs `topic` and `partitions`); an offset past a partition's end moves it
-    /// to its end, one before its start moves it to its start.
+    /// This offset (needs `topic` and `partitions`); an offset past a partition's end stands for
+    /// its end, one before its start for its start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub to_offset: Option<i64>,
@@ -213,8 +214,8 @@ pub struct OperationStatus {
     /// Failed tries so far; the operation fails after 5.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failures: i32,
-    /// The partitions a rewind, fast-forward or skip moves, from and to which committed
-    /// offset; written before any offset changes.
+    /// The partitions a rewind, fast-forward or skip moved, from and to which committed
+    /// offset; written once the new offsets are committed and read back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub moves: Vec<OffsetMove>,
     /// The record a skip moved past.

@@ -265,3 +265,31 @@ fn summary(done: &Done) -> String {
         moves.join(", ")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+
+    fn started(seconds_ago: i64) -> OperationStatus {
+        OperationStatus {
+            started_at: Some(Time(
+                Timestamp::from_second(Timestamp::now().as_second() - seconds_ago)
+                    .expect("a valid time"),
+            )),
+            ..OperationStatus::default()
+        }
+    }
+
+    #[test]
+    fn pods_that_do_not_leave_within_the_stop_timeout_end_the_wait() {
+        let limit = std::time::Duration::from_secs(600);
+        assert!(stopping_too_long(&started(601 + 5), limit));
+        assert!(!stopping_too_long(&started(60), limit));
+        assert!(
+            !stopping_too_long(&OperationStatus::default(), limit),
+            "not started (waiting for another operation) does not count"
+        );
+    }
+}

@@ -85,3 +85,36 @@ pub async fn release(
         .await
         .map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use kcp_crds::v1alpha1::{OperationStatus, Phase};
+    use serde_json::json;
+
+    use super::*;
+
+    fn op(proxy: &str, phase: Option<Phase>) -> KafkaConsumerProxyOperation {
+        let mut op: KafkaConsumerProxyOperation = serde_json::from_value(json!({
+            "apiVersion": "kafkaproxy.io/v1alpha1", "kind": "KafkaConsumerProxyOperation",
+            "metadata": {"name": "rewind", "namespace": "shop"},
+            "spec": {"proxy": proxy, "rewind": {"toEarliest": true}}
+        }))
+        .expect("a valid operation");
+        op.status = phase.map(|phase| OperationStatus {
+            phase: Some(phase),
+            ..OperationStatus::default()
+        });
+        op
+    }
+
+    #[test]
+    fn only_an_unfinished_operation_of_the_proxy_holds_it() {
+        assert!(holds(&op("orders", None), "orders"));
+        assert!(holds(&op("orders", Some(Phase::Pending)), "orders"));
+        assert!(holds(&op("orders", Some(Phase::Quiescing)), "orders"));
+        assert!(holds(&op("orders", Some(Phase::Running)), "orders"));
+        assert!(!holds(&op("orders", Some(Phase::Succeeded)), "orders"));
+        assert!(!holds(&op("orders", Some(Phase::Failed)), "orders"));
+        assert!(!holds(&op("payments", None), "orders"), "another proxy's");
+    }
+}
